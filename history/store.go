@@ -1,0 +1,78 @@
+// Package history keeps the messages a hub has confirmed, per room and topic,
+// and answers paged queries over them.
+//
+// Use [NewMemory] for a store that lives as long as the process; use
+// [OpenBolt] for one that survives restarts. Both implement [Store], and
+// package historytest checks any Store against the same specification.
+//
+// # Retention
+//
+// Every store keeps at most [Options.MaxMessages] messages per room and topic
+// and drops messages older than [Options.MaxAge]; the oldest go first.
+//
+// # Concurrency
+//
+// Stores are safe for concurrent use. The hub calls Append for one room and
+// topic in increasing id order; calls for different topics may run at the
+// same time.
+package history
+
+import (
+	"context"
+	"time"
+
+	"github.com/plazahq/plaza/pubsub"
+)
+
+// Store keeps messages and answers history queries.
+type Store interface {
+	// Append stores m, a message of room that the hub has just confirmed.
+	// For one room and topic, ids arrive in increasing order. When Append
+	// returns nil the message is visible to Query, and a durable store has
+	// it on stable storage.
+	Append(ctx context.Context, room string, m pubsub.Message) error
+
+	// Query returns one page of room's history for q. The request has been
+	// validated; q.Limit is 1 to pubsub.MaxHistoryLimit.
+	Query(ctx context.Context, room string, q Query) (pubsub.HistoryPage, error)
+
+	// MaxID returns the highest id the store has ever held, or zero. A hub
+	// never assigns an id at or below it.
+	MaxID(ctx context.Context) (pubsub.ID, error)
+
+	// Close releases the store. It is idempotent; other methods fail after
+	// it.
+	Close() error
+}
+
+// Query is a validated history request.
+type Query struct {
+	Topic  string
+	Before pubsub.ID // zero: not set
+	After  pubsub.ID // zero: not set
+	Limit  int       // 1 to pubsub.MaxHistoryLimit
+	From   []string  // only these senders; none means all
+	// Viewer is the client asking. Messages addressed with To are returned
+	// only when Viewer is their sender or one of their recipients.
+	Viewer string
+}
+
+// Options configure retention, the same way for every store.
+type Options struct {
+	// MaxMessages is the most messages kept per room and topic; the oldest
+	// are dropped first. Zero means DefaultMaxMessages; negative means no
+	// limit.
+	MaxMessages int
+	// MaxAge drops messages older than this. Zero means DefaultMaxAge;
+	// negative means no limit.
+	MaxAge time.Duration
+	// Clock tells the time for MaxAge. Nil means the system clock.
+	Clock pubsub.Clock
+}
+
+// Retention defaults. A chat-sized backlog: enough to scroll back through a
+// busy topic for weeks, bounded so that a runaway publisher cannot fill a disk.
+const (
+	DefaultMaxMessages = 100_000
+	DefaultMaxAge      = 30 * 24 * time.Hour
+)

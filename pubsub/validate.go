@@ -1,0 +1,119 @@
+package pubsub
+
+import (
+	"encoding/json"
+	"unicode/utf8"
+
+	"github.com/plazahq/plaza/topic"
+)
+
+// Limits on the parts of a publish besides its payload.
+const (
+	MaxRecipients    = 256  // entries in To
+	MaxClientIDLen   = 128  // bytes in a client id
+	MaxMetadataBytes = 4096 // sum of key and value lengths
+)
+
+// CheckTopic returns an INVALID_TOPIC_NAME *Error if name is not a valid
+// topic name, and nil otherwise.
+func CheckTopic(name string) error {
+	if err := topic.Check(name); err != nil {
+		return &Error{Code: CodeInvalidTopicName, Message: err.Error(), Err: err}
+	}
+	return nil
+}
+
+// CheckSubscribeTopic is CheckTopic for subscriptions, which also accept
+// topic patterns such as "user:*".
+func CheckSubscribeTopic(s string) error {
+	if !topic.IsPattern(s) {
+		return CheckTopic(s)
+	}
+	if _, err := topic.ParsePattern(s); err != nil {
+		return &Error{Code: CodeInvalidTopicName, Message: err.Error(), Err: err}
+	}
+	return nil
+}
+
+// CheckClientID returns an INVALID_REQUEST *Error unless id is 1 to
+// MaxClientIDLen bytes of UTF-8 without control characters.
+func CheckClientID(id string) error {
+	if id == "" || len(id) > MaxClientIDLen || !utf8.ValidString(id) {
+		return Errorf(CodeInvalidRequest, "client id must be 1 to %d bytes of UTF-8", MaxClientIDLen)
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return Errorf(CodeInvalidRequest, "client id %q has a control character", id)
+		}
+	}
+	return nil
+}
+
+// CheckPayload validates an encoded payload: valid JSON of at most
+// MaxPayloadBytes.
+func CheckPayload(p []byte) error {
+	if len(p) > MaxPayloadBytes {
+		return Errorf(CodePayloadTooLarge, "payload is %d bytes, more than %d", len(p), MaxPayloadBytes)
+	}
+	if len(p) == 0 || !json.Valid(p) {
+		return Errorf(CodeInvalidPayload, "payload is not valid JSON")
+	}
+	return nil
+}
+
+// CheckPublish validates everything in a publish request. The Room calls it
+// before anything reaches the transport, and the hub calls it again for
+// clients that skip the Room.
+func CheckPublish(req *PublishRequest) error {
+	if err := CheckTopic(req.Topic); err != nil {
+		return err
+	}
+	if err := CheckPayload(req.Payload); err != nil {
+		return err
+	}
+	if len(req.To) > MaxRecipients {
+		return Errorf(CodeInvalidRequest, "%d recipients, more than %d", len(req.To), MaxRecipients)
+	}
+	for _, id := range req.To {
+		if err := CheckClientID(id); err != nil {
+			return err
+		}
+	}
+	n := 0
+	for k, v := range req.Metadata {
+		if k == "" {
+			return Errorf(CodeInvalidPayload, "metadata has an empty key")
+		}
+		n += len(k) + len(v)
+	}
+	if n > MaxMetadataBytes {
+		return Errorf(CodePayloadTooLarge, "metadata is %d bytes, more than %d", n, MaxMetadataBytes)
+	}
+	if len(req.IdempotencyKey) > 128 {
+		return Errorf(CodeInvalidRequest, "idempotency key is longer than 128 bytes")
+	}
+	return nil
+}
+
+// CheckHistory validates a history request: the topic, Before and After not
+// both set, and a Limit of 0 (default) or 1 to MaxHistoryLimit.
+func CheckHistory(req *HistoryRequest) error {
+	if err := CheckTopic(req.Topic); err != nil {
+		return err
+	}
+	if req.Before != 0 && req.After != 0 {
+		return Errorf(CodeInvalidHistoryOpts, "before and after are both set; pass one")
+	}
+	if req.Before < 0 || req.After < 0 {
+		return Errorf(CodeInvalidHistoryOpts, "negative message id")
+	}
+	if req.Limit < 0 || req.Limit > MaxHistoryLimit {
+		return Errorf(CodeInvalidLimit, "limit %d is outside 1 to %d", req.Limit, MaxHistoryLimit)
+	}
+	for _, id := range req.From {
+		if err := CheckClientID(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
