@@ -1,0 +1,311 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/bwmarrin/snowflake"
+)
+
+// IDAt returns the smallest id a hub can assign at t. With After it asks for
+// history since a moment: GetHistory(ctx, topic, After(IDAt(t))).
+func IDAt(t time.Time) ID {
+	ms := t.UnixMilli() - snowflake.Epoch
+	if ms < 0 {
+		return 0
+	}
+	return ID(ms << 22)
+}
+
+func idAt(t time.Time) ID { return IDAt(t) - 1 }
+
+// run is the Room's goroutine: it hands deliveries to handlers, releases
+// messages held by rate caps, and reconnects when the connection is lost.
+func (r *Room) run(conn Conn) {
+	defer close(r.done)
+	for {
+		select {
+		case m := <-conn.Messages():
+			r.deliver(m, false)
+		case <-r.wake:
+			r.release()
+		case <-conn.Done():
+			// Hand out what arrived before the loss, then reconnect.
+			for drained := false; !drained; {
+				select {
+				case m := <-conn.Messages():
+					r.deliver(m, false)
+				default:
+					drained = true
+				}
+			}
+			var ok bool
+			if conn, ok = r.reconnect(conn); !ok {
+				return
+			}
+		case <-r.leave:
+			return
+		}
+	}
+}
+
+// deliver hands m to every local subscription it matches, through their rate
+// caps. fromHistory marks messages of a gap fill.
+func (r *Room) deliver(m *Message, fromHistory bool) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	var subs []*Subscription
+	if wt := r.topics[m.Topic]; wt != nil {
+		if !fromHistory {
+			if mark, ok := r.fill[m.Topic]; ok {
+				if m.ID <= mark {
+					r.mu.Unlock()
+					return // already handed out by gap fill
+				}
+				delete(r.fill, m.Topic)
+			}
+		}
+		if m.ID > wt.lastSeen {
+			wt.lastSeen = m.ID
+		}
+		subs = wt.subs
+	}
+	var extra []*Subscription
+	for _, wt := range r.patterns {
+		if wt.pattern.Match(m.Topic) {
+			extra = append(extra, wt.subs...)
+		}
+	}
+	r.mu.Unlock()
+	if len(extra) > 0 {
+		subs = append(subs[:len(subs):len(subs)], extra...)
+	}
+
+	now := time.Time{}
+	for _, s := range subs {
+		if s.capr != nil {
+			if now.IsZero() {
+				now = r.opts.Clock.Now()
+			}
+			before := s.capr.Dropped()
+			if !s.capr.Offer(now, m) {
+				r.stats.capDropped.Add(s.capr.Dropped() - before)
+				r.holding[s] = struct{}{}
+				continue
+			}
+		}
+		r.call(s, m)
+	}
+	r.arm()
+}
+
+func (r *Room) call(s *Subscription, m *Message) {
+	if s.gone.Load() {
+		return
+	}
+	select {
+	case <-r.leave:
+		return
+	default:
+	}
+	r.inHandler.Store(true)
+	defer r.inHandler.Store(false)
+	r.stats.delivered.Add(1)
+	s.handler(*m)
+}
+
+// release hands out the messages rate caps held that may go now.
+func (r *Room) release() {
+	now := r.opts.Clock.Now()
+	var out []*Message
+	for s := range r.holding {
+		out = s.capr.Release(now, out[:0])
+		for _, m := range out {
+			r.call(s, m)
+		}
+		if s.capr.Held() == 0 || s.gone.Load() {
+			delete(r.holding, s)
+		}
+	}
+	r.arm()
+}
+
+// arm sets the rate-cap timer for the earliest held message.
+func (r *Room) arm() {
+	if len(r.holding) == 0 {
+		return
+	}
+	now := r.opts.Clock.Now()
+	next := time.Duration(-1)
+	for s := range r.holding {
+		if d, ok := s.capr.Next(now); ok && (next < 0 || d < next) {
+			next = d
+		}
+	}
+	if next < 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.timer = r.opts.Clock.AfterFunc(next, func() {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// reconnect replaces a lost connection. It returns false when the Room stops
+// instead: Leave was called, or the hub refused the Room for good.
+func (r *Room) reconnect(lost Conn) (Conn, bool) {
+	r.mu.Lock()
+	if r.conn == lost {
+		r.conn = nil
+		r.connReady = make(chan struct{})
+	}
+	r.mu.Unlock()
+	_ = lost.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-r.leave:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	delay := r.opts.ReconnectMin
+	for {
+		if err := r.sleep(ctx, jitter(delay)); err != nil {
+			return nil, false
+		}
+		delay = min(delay*2, r.opts.ReconnectMax)
+
+		conn, err := r.t.Connect(ctx, ConnectRequest{Room: r.name, ClientID: r.id, Token: r.opts.Token})
+		if err != nil {
+			if code := CodeOf(err); code == CodeUnauthenticated || code == CodePermissionDenied {
+				r.stop(err)
+				return nil, false
+			}
+			continue
+		}
+		if !r.resubscribe(ctx, conn) {
+			_ = conn.Close()
+			continue
+		}
+		r.stats.reconnects.Add(1)
+		if r.opts.GapFill {
+			r.gapFill(ctx, conn)
+		}
+		return conn, true
+	}
+}
+
+// resubscribe subscribes conn to every wire topic and makes it the Room's
+// connection. It reports false if conn was lost meanwhile.
+func (r *Room) resubscribe(ctx context.Context, conn Conn) bool {
+	r.wireMu.Lock()
+	defer r.wireMu.Unlock()
+	r.mu.Lock()
+	reqs := make([]SubscribeRequest, 0, len(r.topics))
+	for _, wt := range r.topics {
+		reqs = append(reqs, SubscribeRequest{Topic: wt.name, Rate: wt.wireRate})
+	}
+	r.mu.Unlock()
+	for _, req := range reqs {
+		err := asNetwork(conn.Subscribe(ctx, req))
+		if errors.Is(err, ErrNetwork) || ctx.Err() != nil {
+			return false
+		}
+		if err != nil {
+			r.report(&Error{Code: CodeOf(err), Message: "re-subscribing to " + req.Topic + ": " + err.Error(), Err: err})
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.conn = conn
+	close(r.connReady)
+	return true
+}
+
+// gapFill hands the handlers, in order, the persisted messages each exact
+// topic received since the last one the Room saw.
+func (r *Room) gapFill(ctx context.Context, conn Conn) {
+	r.mu.Lock()
+	type anchor struct {
+		topic string
+		after ID
+	}
+	var anchors []anchor
+	for _, wt := range r.topics {
+		if !wt.pattern.Wild() && wt.lastSeen > 0 {
+			anchors = append(anchors, anchor{wt.name, wt.lastSeen})
+		}
+	}
+	r.mu.Unlock()
+	for _, a := range anchors {
+		after := a.after
+		for {
+			page, err := conn.History(ctx, HistoryRequest{Topic: a.topic, After: after, Limit: MaxHistoryLimit})
+			if err != nil {
+				if ctx.Err() == nil {
+					r.report(&Error{Code: CodeOf(err), Message: "gap fill of " + a.topic + ": " + err.Error(), Err: err})
+				}
+				break
+			}
+			for i := range page.Messages {
+				m := &page.Messages[i]
+				after = m.ID
+				r.mu.Lock()
+				own := r.own.has(m.ID)
+				r.fill[a.topic] = m.ID
+				r.mu.Unlock()
+				if own {
+					continue
+				}
+				r.stats.gapFilled.Add(1)
+				r.deliver(m, true)
+			}
+			if !page.HasMore || len(page.Messages) == 0 {
+				break
+			}
+		}
+	}
+}
+
+func (r *Room) report(err error) {
+	if r.opts.OnError != nil {
+		r.opts.OnError(err)
+	}
+}
+
+// stop ends the Room because the hub refused it.
+func (r *Room) stop(cause error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		r.err = cause
+		for _, wt := range r.topics {
+			for _, s := range wt.subs {
+				s.gone.Store(true)
+			}
+		}
+	}
+	r.report(cause)
+}

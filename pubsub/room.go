@@ -1,0 +1,399 @@
+package pubsub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	mrand "math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plazahq/plaza/topic"
+)
+
+// Room is one client's membership in a room: it publishes, subscribes and
+// reads history through a Transport, and keeps doing so across lost
+// connections.
+//
+// A Room owns one goroutine, which runs every handler of the Room, one at a
+// time, in the order the hub confirmed the messages. A slow handler delays the
+// Room's other handlers but never a publisher or another Room.
+//
+// All methods are safe for concurrent use, including from handlers.
+type Room struct {
+	t     Transport
+	name  string
+	opts  JoinOptions
+	id    string // identity the hub assigned
+	keyID string // prefix of this Room's idempotency keys
+	seq   atomic.Uint64
+
+	wireMu sync.Mutex // serializes wire subscription changes and re-subscription
+
+	mu        sync.Mutex
+	conn      Conn          // nil while reconnecting
+	connReady chan struct{} // closed when conn is set
+	topics    map[string]*wireTopic
+	patterns  map[string]*wireTopic // the wildcard entries of topics
+	own       ownIDs // ids this Room published, kept out of gap fill
+	closed    bool
+	err       error // why the Room stopped, when not by Leave
+
+	leave     chan struct{} // closed by Leave
+	done      chan struct{} // closed when the Room's goroutine exits
+	inHandler atomic.Bool
+	wake      chan struct{} // rate-cap timer fired
+	timer     Timer
+
+	// Owned by the Room's goroutine.
+	holding map[*Subscription]struct{}
+	fill    map[string]ID // topic → newest id handed out by gap fill
+
+	stats roomStats
+}
+
+// wireTopic is one wire subscription and the local subscriptions it feeds.
+type wireTopic struct {
+	name     string
+	pattern  topic.Pattern  // set when name is a pattern
+	subs     []*Subscription // copy-on-write
+	wireRate float64         // rate cap sent to the hub
+	lastSeen ID              // newest id delivered on this exact topic
+}
+
+// Join connects to room through t and returns the Room. Join fails if the
+// first connection fails; after that the Room reconnects by itself until
+// Leave.
+func Join(ctx context.Context, t Transport, room string, opts *JoinOptions) (*Room, error) {
+	if t == nil {
+		return nil, Errorf(CodeInvalidRequest, "nil Transport")
+	}
+	o := opts.withDefaults()
+	if o.ClientID != "" {
+		if err := CheckClientID(o.ClientID); err != nil {
+			return nil, err
+		}
+	}
+	conn, err := t.Connect(ctx, ConnectRequest{Room: room, ClientID: o.ClientID, Token: o.Token})
+	if err != nil {
+		return nil, asNetwork(err)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	r := &Room{
+		t:         t,
+		name:      room,
+		opts:      o,
+		id:        conn.ClientID(),
+		keyID:     hex.EncodeToString(b[:]) + ":",
+		conn:      conn,
+		connReady: make(chan struct{}),
+		topics:    make(map[string]*wireTopic),
+		patterns:  make(map[string]*wireTopic),
+		leave:     make(chan struct{}),
+		done:      make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		holding:   make(map[*Subscription]struct{}),
+		fill:      make(map[string]ID),
+	}
+	close(r.connReady)
+	go r.run(conn)
+	return r, nil
+}
+
+// Name returns the room's name.
+func (r *Room) Name() string { return r.name }
+
+// ClientID returns the identity the hub gave this Room: the From of every
+// message it publishes.
+func (r *Room) ClientID() string { return r.id }
+
+// Publish sends payload to topic and returns the message as the hub confirmed
+// it, with its id and timestamp: the same Message subscribers receive. The
+// Room's own subscriptions do not receive it (no self-echo).
+//
+// The payload is encoded with encoding/json; a json.RawMessage is used as it
+// is once checked. Invalid topics and payloads fail here, without a round
+// trip, with INVALID_TOPIC_NAME, PAYLOAD_TOO_LARGE or INVALID_PAYLOAD. A
+// publish that fails with NETWORK_ERROR is retried (JoinOptions.Retries) with
+// one idempotency key, so the hub publishes it at most once.
+func (r *Room) Publish(ctx context.Context, topicName string, payload any, opts ...PublishOption) (Message, error) {
+	if err := CheckTopic(topicName); err != nil {
+		return Message{}, err
+	}
+	p, err := encodePayload(payload)
+	if err != nil {
+		return Message{}, err
+	}
+	req := PublishRequest{Topic: topicName, Payload: p}
+	for _, o := range opts {
+		o(&req)
+	}
+	if err := CheckPublish(&req); err != nil {
+		return Message{}, err
+	}
+	req.IdempotencyKey = r.nextKey()
+	var m Message
+	err = r.retry(ctx, func(c Conn) error {
+		var err error
+		m, err = c.Publish(ctx, req)
+		return err
+	})
+	if err != nil {
+		return Message{}, err
+	}
+	r.mu.Lock()
+	r.own.add(m.ID)
+	r.mu.Unlock()
+	r.stats.published.Add(1)
+	return m, nil
+}
+
+func encodePayload(payload any) ([]byte, error) {
+	if raw, ok := payload.(json.RawMessage); ok {
+		if err := CheckPayload(raw); err != nil {
+			return nil, err
+		}
+		return append([]byte(nil), raw...), nil
+	}
+	p, err := json.Marshal(payload)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidPayload, Message: err.Error(), Err: err}
+	}
+	return p, CheckPayload(p)
+}
+
+func (r *Room) nextKey() string {
+	var b [48]byte
+	k := append(b[:0], r.keyID...)
+	return string(strconv.AppendUint(k, r.seq.Add(1), 36))
+}
+
+// GetHistory returns one page of topic's history, oldest message first. With
+// no options it is the newest page; Before and After page in their direction,
+// and HasMore says whether more messages lie beyond the page in that
+// direction. An unused topic has an empty page, not an error.
+func (r *Room) GetHistory(ctx context.Context, topicName string, opts ...HistoryOption) (HistoryPage, error) {
+	var c historyConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	c.req.Topic = topicName
+	if err := CheckTopic(topicName); err != nil {
+		return HistoryPage{}, err
+	}
+	if c.limitSet && c.req.Limit <= 0 {
+		return HistoryPage{}, Errorf(CodeInvalidLimit, "limit %d is outside 1 to %d", c.req.Limit, MaxHistoryLimit)
+	}
+	if err := CheckHistory(&c.req); err != nil {
+		return HistoryPage{}, err
+	}
+	if c.req.Limit == 0 {
+		c.req.Limit = DefaultHistoryLimit
+	}
+	var page HistoryPage
+	err := r.retry(ctx, func(conn Conn) error {
+		var err error
+		page, err = conn.History(ctx, c.req)
+		return err
+	})
+	if page.Messages == nil {
+		page.Messages = []Message{}
+	}
+	return page, err
+}
+
+// retry runs op on the live connection, trying again after NETWORK_ERROR (or
+// while the Room is reconnecting) up to JoinOptions.Retries times.
+func (r *Room) retry(ctx context.Context, op func(Conn) error) error {
+	delay := r.opts.RetryDelay
+	for attempt := 0; ; attempt++ {
+		conn, err := r.liveConn(ctx, delay)
+		if err == nil {
+			err = op(conn)
+			if err == nil {
+				return nil
+			}
+			err = asNetwork(err)
+		}
+		if !errors.Is(err, ErrNetwork) || attempt >= r.opts.Retries || ctx.Err() != nil {
+			return err
+		}
+		r.stats.retries.Add(1)
+		if err := r.sleep(ctx, jitter(delay)); err != nil {
+			return err
+		}
+		delay *= 2
+	}
+}
+
+// liveConn returns the current connection, waiting up to wait for a
+// reconnect when there is none.
+func (r *Room) liveConn(ctx context.Context, wait time.Duration) (Conn, error) {
+	r.mu.Lock()
+	conn, ready, closed, rerr := r.conn, r.connReady, r.closed, r.err
+	r.mu.Unlock()
+	if closed {
+		return nil, r.notConnected(rerr)
+	}
+	if conn != nil {
+		return conn, nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ready:
+		return r.liveConn(ctx, 0)
+	case <-r.leave:
+		return nil, r.notConnected(nil)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, Errorf(CodeNetworkError, "room %q is reconnecting", r.name)
+	}
+}
+
+func (r *Room) notConnected(cause error) error {
+	if cause != nil {
+		return &Error{Code: CodeNotConnected, Message: "room stopped: " + cause.Error(), Err: cause}
+	}
+	return Errorf(CodeNotConnected, "room %q: left", r.name)
+}
+
+func (r *Room) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.leave:
+		return r.notConnected(nil)
+	}
+}
+
+// jitter returns a duration in [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + mrand.N(d/2)
+}
+
+// asNetwork maps errors that are not *Error (a transport's raw I/O error) to
+// NETWORK_ERROR, and leaves *Error and context errors alone.
+func asNetwork(err error) error {
+	if err == nil {
+		return nil
+	}
+	var perr *Error
+	if errors.As(err, &perr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &Error{Code: CodeNetworkError, Err: err}
+}
+
+// Leave closes the Room's connection and stops it: no handler starts after
+// Leave returns, and later calls on the Room fail with NOT_CONNECTED. Leave
+// waits for the Room's goroutine to finish, unless a handler is running (for
+// instance, Leave was called from one), in which case that handler is the
+// last to run. Leave is idempotent.
+func (r *Room) Leave(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	conn := r.conn
+	r.conn = nil
+	for _, wt := range r.topics {
+		for _, s := range wt.subs {
+			s.gone.Store(true)
+		}
+	}
+	r.topics = map[string]*wireTopic{}
+	r.patterns = map[string]*wireTopic{}
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.mu.Unlock()
+	close(r.leave)
+	if conn != nil {
+		_ = conn.Close()
+	}
+	if r.inHandler.Load() {
+		return nil
+	}
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Err returns why the Room stopped by itself (for example, the hub refused
+// its credentials on reconnect), or nil.
+func (r *Room) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// Stats returns the Room's counters.
+func (r *Room) Stats() RoomStats {
+	return RoomStats{
+		Published:  r.stats.published.Load(),
+		Delivered:  r.stats.delivered.Load(),
+		CapDropped: r.stats.capDropped.Load(),
+		Reconnects: r.stats.reconnects.Load(),
+		Retries:    r.stats.retries.Load(),
+		GapFilled:  r.stats.gapFilled.Load(),
+	}
+}
+
+// RoomStats counts what a Room has done since Join.
+type RoomStats struct {
+	Published  uint64 // messages published and confirmed
+	Delivered  uint64 // handler calls
+	CapDropped uint64 // messages a subscription's rate cap dropped
+	Reconnects uint64 // connections re-established after a loss
+	Retries    uint64 // publish and history attempts repeated after NETWORK_ERROR
+	GapFilled  uint64 // messages handed to handlers from history after a reconnect
+}
+
+type roomStats struct {
+	published, delivered, capDropped, reconnects, retries, gapFilled atomic.Uint64
+}
+
+// ownIDs remembers the ids of the Room's recent publishes, so gap fill does not
+// echo them.
+type ownIDs struct {
+	ring [256]ID
+	n    int
+	set  map[ID]struct{}
+}
+
+func (o *ownIDs) add(id ID) {
+	if o.set == nil {
+		o.set = make(map[ID]struct{}, len(o.ring))
+	}
+	i := o.n % len(o.ring)
+	if o.n >= len(o.ring) {
+		delete(o.set, o.ring[i])
+	}
+	o.ring[i] = id
+	o.set[id] = struct{}{}
+	o.n++
+}
+
+func (o *ownIDs) has(id ID) bool {
+	_, ok := o.set[id]
+	return ok
+}

@@ -1,0 +1,171 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+
+	"github.com/plazahq/plaza/internal/ratecap"
+	"github.com/plazahq/plaza/topic"
+)
+
+// Subscription is one registration of a handler on a topic, returned by
+// Room.Subscribe. Its methods are safe for concurrent use.
+type Subscription struct {
+	r       *Room
+	topic   string
+	handler func(Message)
+	rate    float64
+	gone    atomic.Bool
+
+	capr *ratecap.Cap[*Message] // owned by the Room's goroutine
+}
+
+// Topic returns the topic (or pattern) the subscription listens to.
+func (s *Subscription) Topic() string { return s.topic }
+
+// Unsubscribe stops the handler. When it was the last subscription of its
+// topic in the Room, the Room's wire subscription ends too. Unsubscribe is
+// idempotent: later calls return nil at once.
+func (s *Subscription) Unsubscribe(ctx context.Context) error {
+	if s.gone.Swap(true) {
+		return nil
+	}
+	return s.r.unsubscribe(ctx, s)
+}
+
+// Subscribe registers handler for live messages on topicName, or on every
+// topic a pattern such as "user:*" matches (see package topic). Handlers do
+// not fire for the Room's own publishes, and never replay history.
+//
+// Every call is a registration of its own: subscribing one handler twice makes
+// it fire twice per message. However many registrations a topic has, the Room
+// holds one wire subscription for it, carrying the highest rate cap of its
+// registrations (none if any has none); each registration's own cap is applied
+// locally.
+//
+// Subscribing to a topic nobody has used yet is fine: the handler waits until
+// something is published.
+func (r *Room) Subscribe(ctx context.Context, topicName string, handler func(Message), opts ...SubscribeOption) (*Subscription, error) {
+	if err := CheckSubscribeTopic(topicName); err != nil {
+		return nil, err
+	}
+	if handler == nil {
+		return nil, Errorf(CodeInvalidRequest, "nil handler")
+	}
+	var c subscribeConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	s := &Subscription{r: r, topic: topicName, handler: handler, rate: c.rate}
+	if c.rate > 0 {
+		s.capr = ratecap.New[*Message](c.rate, r.opts.Clock.Now())
+	}
+
+	r.wireMu.Lock()
+	defer r.wireMu.Unlock()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, r.notConnected(r.err)
+	}
+	wt := r.topics[topicName]
+	var subs []*Subscription
+	if wt != nil {
+		subs = wt.subs
+	}
+	rate := wireRate(append(subs[:len(subs):len(subs)], s))
+	needWire := wt == nil || rate != wt.wireRate
+	conn := r.conn
+	r.mu.Unlock()
+
+	if needWire && conn != nil {
+		err := conn.Subscribe(ctx, SubscribeRequest{Topic: topicName, Rate: rate})
+		if err = asNetwork(err); err != nil && !errors.Is(err, ErrNetwork) {
+			return nil, err
+		}
+		// A lost connection is fine: the reconnect subscribes again.
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, r.notConnected(r.err)
+	}
+	wt = r.topics[topicName]
+	if wt == nil {
+		wt = &wireTopic{name: topicName}
+		if topic.IsPattern(topicName) {
+			wt.pattern = topic.MustParsePattern(topicName)
+			r.patterns[topicName] = wt
+		}
+		if r.opts.GapFill {
+			// Gap fill for a topic that has not delivered anything yet starts
+			// from the moment it was subscribed.
+			wt.lastSeen = idAt(r.opts.Clock.Now())
+		}
+		r.topics[topicName] = wt
+	}
+	wt.subs = append(wt.subs[:len(wt.subs):len(wt.subs)], s)
+	wt.wireRate = rate
+	return s, nil
+}
+
+func (r *Room) unsubscribe(ctx context.Context, s *Subscription) error {
+	r.wireMu.Lock()
+	defer r.wireMu.Unlock()
+	r.mu.Lock()
+	wt := r.topics[s.topic]
+	if r.closed || wt == nil {
+		r.mu.Unlock()
+		return nil
+	}
+	subs := make([]*Subscription, 0, len(wt.subs))
+	for _, x := range wt.subs {
+		if x != s {
+			subs = append(subs, x)
+		}
+	}
+	wt.subs = subs
+	var req *SubscribeRequest
+	last := len(subs) == 0
+	if last {
+		delete(r.topics, s.topic)
+		delete(r.patterns, s.topic)
+	} else if rate := wireRate(subs); rate != wt.wireRate {
+		wt.wireRate = rate
+		req = &SubscribeRequest{Topic: s.topic, Rate: rate}
+	}
+	conn := r.conn
+	r.mu.Unlock()
+
+	if conn == nil {
+		return nil
+	}
+	var err error
+	switch {
+	case last:
+		err = conn.Unsubscribe(ctx, s.topic)
+	case req != nil:
+		err = conn.Subscribe(ctx, *req)
+	}
+	if err = asNetwork(err); errors.Is(err, ErrNetwork) {
+		return nil // the reconnect re-subscribes from the current state
+	}
+	return err
+}
+
+// wireRate is the cap the wire subscription carries: the highest of its
+// registrations' caps, or none (0) if any registration has none.
+func wireRate(subs []*Subscription) float64 {
+	var max float64
+	for _, s := range subs {
+		if s.rate <= 0 {
+			return 0
+		}
+		if s.rate > max {
+			max = s.rate
+		}
+	}
+	return max
+}
