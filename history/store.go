@@ -19,6 +19,7 @@ package history
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/plazahq/plaza/pubsub"
@@ -76,3 +77,63 @@ const (
 	DefaultMaxMessages = 100_000
 	DefaultMaxAge      = 30 * 24 * time.Hour
 )
+
+// Errors the stores return.
+var (
+	errClosed = &pubsub.Error{Code: pubsub.CodeInternal, Message: "history: store closed"}
+	errNoID   = &pubsub.Error{Code: pubsub.CodeInternal, Message: "history: message has no id"}
+)
+
+// retention is Options with the defaults applied.
+type retention struct {
+	maxMessages int           // negative: no limit
+	maxAge      time.Duration // zero or negative: no limit
+	clock       pubsub.Clock
+}
+
+func (o Options) retention() retention {
+	r := retention{maxMessages: o.MaxMessages, maxAge: o.MaxAge, clock: o.Clock}
+	switch {
+	case r.maxMessages == 0:
+		r.maxMessages = DefaultMaxMessages
+	case r.maxMessages < 0:
+		r.maxMessages = -1
+	}
+	if r.maxAge == 0 {
+		r.maxAge = DefaultMaxAge
+	}
+	if r.clock == nil {
+		r.clock = pubsub.SystemClock{}
+	}
+	return r
+}
+
+// cutoff returns the Unix nanosecond time before which messages have
+// expired: messages older than maxAge are dropped, those exactly maxAge old
+// are kept.
+func (r *retention) cutoff() int64 {
+	if r.maxAge <= 0 {
+		return math.MinInt64
+	}
+	return r.clock.Now().Add(-r.maxAge).UnixNano()
+}
+
+// checkQuery rejects what the hub should have rejected already and applies
+// the default Limit.
+func checkQuery(q *Query) error {
+	if q.Before != 0 && q.After != 0 {
+		return pubsub.Errorf(pubsub.CodeInvalidHistoryOpts, "history: before and after are both set")
+	}
+	if q.Before < 0 || q.After < 0 {
+		return pubsub.Errorf(pubsub.CodeInvalidHistoryOpts, "history: negative message id")
+	}
+	if q.Limit <= 0 {
+		q.Limit = pubsub.DefaultHistoryLimit
+	}
+	return nil
+}
+
+// emptyPage is the answer for a topic without visible messages.
+func emptyPage() pubsub.HistoryPage {
+	return pubsub.HistoryPage{Messages: []pubsub.Message{}}
+}
