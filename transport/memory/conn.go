@@ -1,0 +1,265 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/plazahq/plaza/history"
+	"github.com/plazahq/plaza/internal/ratecap"
+	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/topic"
+)
+
+// conn is a connection to a Hub: a pubsub.Conn.
+//
+// Lock order: subMu, then a topic's mu or room.patMu, then a sub's mu, then
+// endMu.
+type conn struct {
+	h    *Hub
+	r    *room
+	id   string
+	msgs chan *pubsub.Message // never closed
+	done chan struct{}
+
+	state atomic.Int32 // stateLive, stateLost or stateClosed
+	endMu sync.Mutex
+	err   error // why the conn ended; guarded by endMu
+
+	subMu sync.Mutex
+	subs  map[string]*sub // by topic or pattern; nil after teardown
+}
+
+const (
+	stateLive int32 = iota
+	stateLost
+	stateClosed
+)
+
+var _ pubsub.Conn = (*conn)(nil)
+
+func (c *conn) ClientID() string                 { return c.id }
+func (c *conn) Messages() <-chan *pubsub.Message { return c.msgs }
+func (c *conn) Done() <-chan struct{}            { return c.done }
+
+func (c *conn) Err() error {
+	if c.state.Load() == stateLive {
+		return nil
+	}
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	return c.err
+}
+
+// Close ends the connection and its subscriptions. Err then reports
+// NOT_CONNECTED, as do later calls.
+func (c *conn) Close() error {
+	if c.end(&pubsub.Error{Code: pubsub.CodeNotConnected, Message: "connection closed"}, true) {
+		c.teardown()
+	}
+	return nil
+}
+
+// end marks c ended with err and closes Done. It reports whether it did so:
+// only the first call does, and its caller must then call teardown once it
+// holds no topic or subscription lock.
+func (c *conn) end(err error, closed bool) bool {
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	if c.err != nil {
+		return false
+	}
+	c.err = err
+	if closed {
+		c.state.Store(stateClosed)
+	} else {
+		c.state.Store(stateLost)
+	}
+	close(c.done)
+	return true
+}
+
+// teardown removes the subscriptions of c, which has ended, and forgets it.
+func (c *conn) teardown() {
+	c.subMu.Lock()
+	subs := c.subs
+	c.subs = nil
+	for _, s := range subs {
+		c.drop(s)
+	}
+	c.subMu.Unlock()
+	c.h.leave(c)
+}
+
+// slow drops c because its queue is full. It reports whether the caller must
+// call teardown.
+func (c *conn) slow() bool {
+	if !c.end(&pubsub.Error{Code: pubsub.CodeSlowConsumer, Message: "delivery queue full"}, false) {
+		return false
+	}
+	c.h.stats.slowConsumers.Add(1)
+	return true
+}
+
+// push puts m in the queue without waiting and reports whether it fit.
+func (c *conn) push(m *pubsub.Message) bool {
+	select {
+	case c.msgs <- m:
+		return true
+	default:
+		return false
+	}
+}
+
+// check returns nil while c is live, and otherwise the error its methods
+// return.
+func (c *conn) check() error {
+	switch c.state.Load() {
+	case stateLive:
+		return nil
+	case stateClosed:
+		return &pubsub.Error{Code: pubsub.CodeNotConnected, Message: "connection closed"}
+	}
+	return &pubsub.Error{Code: pubsub.CodeNetworkError, Message: "connection lost", Err: c.Err()}
+}
+
+// Subscribe subscribes c to a topic or pattern, or changes the rate of an
+// existing subscription.
+func (c *conn) Subscribe(ctx context.Context, req pubsub.SubscribeRequest) error {
+	if err := ctx.Err(); err != nil {
+		return ctxErr("subscribe", err)
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if err := pubsub.CheckSubscribeTopic(req.Topic); err != nil {
+		return err
+	}
+	if !(req.Rate >= 0) || math.IsInf(req.Rate, 0) {
+		return pubsub.Errorf(pubsub.CodeInvalidRequest, "subscription rate %v is not a finite number ≥ 0", req.Rate)
+	}
+	a := pubsub.Access{Action: pubsub.ActionSubscribe, Room: c.r.name, Topic: req.Topic, ClientID: c.id}
+	if err := c.h.allow(ctx, a); err != nil {
+		return err
+	}
+	c.subMu.Lock()
+	if err := c.check(); err != nil {
+		c.subMu.Unlock()
+		return err
+	}
+	now := c.h.clock.Now()
+	if s := c.subs[req.Topic]; s != nil {
+		slow := s.setRate(req.Rate, now)
+		c.subMu.Unlock()
+		if slow {
+			c.teardown()
+			return c.check()
+		}
+		return nil
+	}
+	defer c.subMu.Unlock()
+	if c.h.maxSubs > 0 && len(c.subs) >= c.h.maxSubs {
+		return pubsub.Errorf(pubsub.CodeTooManySubscriptions, "connection already has %d subscriptions", len(c.subs))
+	}
+	s := &sub{c: c, key: req.Topic}
+	if req.Rate > 0 {
+		s.cap = ratecap.New[*pubsub.Message](req.Rate, now)
+	}
+	if topic.IsPattern(req.Topic) {
+		s.pat, _ = topic.ParsePattern(req.Topic) // checked above
+		s.wild = true
+		c.r.addPattern(s)
+	} else {
+		t := c.r.lockTopic(req.Topic)
+		if t.subs == nil {
+			t.subs = make(map[*conn]*sub)
+		}
+		t.subs[c] = s
+		t.mu.Unlock()
+	}
+	c.subs[req.Topic] = s
+	return nil
+}
+
+// Unsubscribe ends c's subscription to a topic or pattern, if it has one.
+func (c *conn) Unsubscribe(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return ctxErr("unsubscribe", err)
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if err := pubsub.CheckSubscribeTopic(name); err != nil {
+		return err
+	}
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	if s := c.subs[name]; s != nil {
+		delete(c.subs, name)
+		c.drop(s)
+	}
+	return nil
+}
+
+// drop ends s and removes it from its topic or room. Call it with c.subMu
+// held.
+func (c *conn) drop(s *sub) {
+	s.kill()
+	if s.wild {
+		c.r.removePattern(s)
+		return
+	}
+	t := c.r.lockTopic(s.key)
+	if t.subs[c] == s {
+		delete(t.subs, c)
+	}
+	c.h.maybeForget(c.r, t, c.h.clock.Now())
+	t.mu.Unlock()
+}
+
+// History returns a page of a topic's history as c's client may see it.
+func (c *conn) History(ctx context.Context, req pubsub.HistoryRequest) (pubsub.HistoryPage, error) {
+	if err := ctx.Err(); err != nil {
+		return pubsub.HistoryPage{}, ctxErr("history", ctx.Err())
+	}
+	if err := c.check(); err != nil {
+		return pubsub.HistoryPage{}, err
+	}
+	if err := pubsub.CheckHistory(&req); err != nil {
+		return pubsub.HistoryPage{}, err
+	}
+	a := pubsub.Access{Action: pubsub.ActionHistory, Room: c.r.name, Topic: req.Topic, ClientID: c.id}
+	if err := c.h.allow(ctx, a); err != nil {
+		return pubsub.HistoryPage{}, err
+	}
+	q := history.Query{
+		Topic:  req.Topic,
+		Before: req.Before,
+		After:  req.After,
+		Limit:  req.Limit,
+		From:   req.From,
+		Viewer: c.id,
+	}
+	if q.Limit == 0 {
+		q.Limit = pubsub.DefaultHistoryLimit
+	}
+	page, err := c.h.store.Query(ctx, c.r.name, q)
+	if err != nil {
+		var perr *pubsub.Error
+		switch {
+		case ctx.Err() != nil:
+			return pubsub.HistoryPage{}, ctxErr("history", ctx.Err())
+		case c.h.closed.Load():
+			return pubsub.HistoryPage{}, errHubClosed()
+		case errors.As(err, &perr):
+			return pubsub.HistoryPage{}, err
+		}
+		return pubsub.HistoryPage{}, &pubsub.Error{Code: pubsub.CodeInternal, Message: "reading history", Err: err}
+	}
+	if page.Messages == nil {
+		page.Messages = []pubsub.Message{}
+	}
+	return page, nil
+}

@@ -1,0 +1,52 @@
+// Package memory is an in-process Plaza hub: a [pubsub.Transport] whose
+// connections live in the same process as the hub that serves them.
+//
+// Use [New] to create a [Hub], pass it to pubsub.Join (or serve it to remote
+// clients with transport/network), and call [Hub.Close] when done. Use
+// [Hub.Stats] to watch what the hub does and [Hub.Disconnect] to cut a
+// client off as a network failure would, for example to test reconnects.
+//
+// A publish is validated, authorized ([Options.Authorize]), checked against
+// the room and topic's rate cap ([Options.PublishRate]), deduplicated by its
+// idempotency key ([Options.DedupWindow]), stamped with an id and a time,
+// appended to history ([Options.Store]) unless it asks not to be, and fanned
+// out to every subscribed connection but the publisher's own.
+//
+// # Delivery and overflow
+//
+// Every connection has a delivery queue of [Options.QueueSize] messages, the
+// buffer of the channel its Messages method returns. Publish never waits for
+// a subscriber: when a connection's queue is full, the hub drops that
+// connection instead. Its Done channel closes, Err reports SLOW_CONSUMER and
+// its subscriptions end; other connections are not affected. The Messages
+// channel is never closed, because a publisher may be sending on it at that
+// moment; select on Done as well.
+//
+// The messages of one topic reach every subscriber in id order. A message
+// reaches a connection once, even when several of its subscriptions (a
+// topic and patterns such as "user:*") match it. Every receiver of one
+// publish gets the same *pubsub.Message, so a server that writes them to the
+// network can encode each message once; receivers must treat it as
+// read-only.
+//
+// A subscription with a rate ([pubsub.SubscribeRequest].Rate) lets a burst of
+// up to the rate through at once and then holds messages, keeping the newest
+// second's worth and dropping older ones (see [Stats].CapDropped), and
+// releases them as the rate allows.
+//
+// # Ids
+//
+// Message ids are snowflake ids (package github.com/bwmarrin/snowflake)
+// with the node of [Options.NodeID]. Those of one hub strictly increase,
+// even when the clock steps back, and always lie above the highest id the
+// store held when the hub started, so a restarted hub never reuses an id.
+//
+// # Concurrency
+//
+// A Hub and its connections are safe for concurrent use. Publishes to
+// different topics run in parallel; publishes to one topic are serialized
+// from id assignment through history append to fan-out. The hub starts no
+// goroutine of its own: the only ones it runs are the timers that release
+// messages held by subscription rate caps. Publish blocks only for
+// Options.Authorize and the Store; neither should be slow.
+package memory

@@ -1,0 +1,79 @@
+package memory
+
+import (
+	"time"
+
+	"github.com/plazahq/plaza/pubsub"
+)
+
+// fanout is one publish's delivery to the subscribers of its topic.
+type fanout struct {
+	now       time.Time
+	delivered uint64
+	dropped   uint64  // by subscription rate caps
+	slow      []*conn // dropped for a full queue; teardown after unlocking
+	to        map[string]struct{}
+}
+
+// run delivers m, published by from in topic t, to every subscriber but
+// from: through its exact subscription to t if it has one, else through its
+// oldest matching pattern. Call it with t.mu held.
+func (f *fanout) run(h *Hub, from *conn, t *topicState, m *pubsub.Message, now time.Time) {
+	f.now = now
+	if len(m.To) > 8 {
+		f.to = make(map[string]struct{}, len(m.To))
+		for _, id := range m.To {
+			f.to[id] = struct{}{}
+		}
+	}
+	for c, s := range t.subs {
+		if c != from && f.addressed(m, c.id) {
+			f.deliver(s, m)
+		}
+	}
+	pats := from.r.patterns.Load()
+	if pats == nil {
+		return
+	}
+	for _, pc := range *pats {
+		c := pc.c
+		if c == from || !f.addressed(m, c.id) {
+			continue
+		}
+		if _, ok := t.subs[c]; ok {
+			continue
+		}
+		for _, s := range pc.subs {
+			if s.pat.Match(m.Topic) {
+				f.deliver(s, m)
+				break
+			}
+		}
+	}
+}
+
+// addressed reports whether m is for client id.
+func (f *fanout) addressed(m *pubsub.Message, id string) bool {
+	if len(m.To) == 0 {
+		return true
+	}
+	if f.to != nil {
+		_, ok := f.to[id]
+		return ok
+	}
+	for _, to := range m.To {
+		if to == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fanout) deliver(s *sub, m *pubsub.Message) {
+	n, dropped, slow := s.deliver(m, f.now)
+	f.delivered += uint64(n)
+	f.dropped += dropped
+	if slow {
+		f.slow = append(f.slow, s.c)
+	}
+}

@@ -1,0 +1,423 @@
+package memory
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/plazahq/plaza/history"
+	"github.com/plazahq/plaza/internal/snowid"
+	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/topic"
+)
+
+// Options configure a [Hub]. The zero value is a hub with in-memory history,
+// the system clock, no publish rate cap and no authorization.
+type Options struct {
+	// Store keeps the history. Nil means a history.NewMemory store with the
+	// default retention and Clock, which the Hub owns and closes. A Store
+	// passed in stays open when the Hub closes.
+	Store history.Store
+
+	// NodeID is the snowflake node of the hub's message ids, 0 to 1023.
+	// Hubs that share a Store must have different NodeIDs. Zero means node 0.
+	NodeID int64
+
+	// Clock tells the time for ids, timestamps, rate caps and the
+	// deduplication window. Nil means pubsub.SystemClock{}.
+	Clock pubsub.Clock
+
+	// PublishRate caps publishes per room and topic, in messages per second,
+	// for all clients together. A publish over the cap fails with
+	// RATE_LIMIT_EXCEEDED and a RetryAfter. Zero means no cap.
+	PublishRate float64
+
+	// PublishBurst is how many publishes per room and topic may arrive at
+	// once when PublishRate is set. Zero means ceil(PublishRate).
+	PublishBurst int
+
+	// Authorize, when set, is asked before every publish, subscribe and
+	// history request. Returning a *pubsub.Error fails the request with that
+	// error; any other error fails it with PERMISSION_DENIED wrapping it. It
+	// is called concurrently and should not block. Nil means everything is
+	// allowed.
+	Authorize func(ctx context.Context, a pubsub.Access) error
+
+	// QueueSize is each connection's delivery queue, in messages. A
+	// connection whose queue is full when a message arrives is dropped with
+	// SLOW_CONSUMER. Zero means 1024.
+	QueueSize int
+
+	// DedupWindow is how long the hub remembers a publish's idempotency key:
+	// a publish repeating the room, topic, client and key of a publish
+	// confirmed within the window is confirmed with the same message and not
+	// published again. Zero means 2 minutes.
+	DedupWindow time.Duration
+
+	// MaxSubscriptions is the most topics and patterns one connection may
+	// subscribe to; one more fails with TOO_MANY_SUBSCRIPTIONS. Zero means
+	// no limit.
+	MaxSubscriptions int
+}
+
+// Defaults for zero Options fields.
+const (
+	DefaultQueueSize   = 1024
+	DefaultDedupWindow = 2 * time.Minute
+)
+
+// Stats are a hub's counters since it was created.
+type Stats struct {
+	Connections   int    // live connections
+	Published     uint64 // messages confirmed, not counting deduplicated repeats
+	Delivered     uint64 // messages put in a connection's queue
+	CapDropped    uint64 // messages a subscription rate cap dropped
+	SlowConsumers uint64 // connections dropped because their queue was full
+	Deduplicated  uint64 // publishes answered from the idempotency window
+	RateLimited   uint64 // publishes refused by Options.PublishRate
+}
+
+// Hub is an in-process hub. Create one with [New]; the zero value is not
+// usable. A Hub is safe for concurrent use.
+type Hub struct {
+	store     history.Store
+	ownStore  bool
+	clock     pubsub.Clock
+	ids       *snowid.Generator
+	authorize func(context.Context, pubsub.Access) error
+	pubRate   rate.Limit // zero: no cap
+	pubBurst  int
+	queueSize int
+	dedup     time.Duration
+	maxSubs   int
+	// roomKeep is how long an empty room keeps its topics (idempotency
+	// keys, publish rate state) before it is forgotten.
+	roomKeep time.Duration
+
+	closed atomic.Bool
+	timers sync.WaitGroup // armed rate cap timers
+
+	mu    sync.Mutex
+	rooms map[string]*room
+	idle  []idleRoom // rooms that became empty, oldest first
+
+	stats struct {
+		connections   atomic.Int64
+		published     atomic.Uint64
+		delivered     atomic.Uint64
+		capDropped    atomic.Uint64
+		slowConsumers atomic.Uint64
+		deduplicated  atomic.Uint64
+		rateLimited   atomic.Uint64
+	}
+}
+
+var _ pubsub.Transport = (*Hub)(nil)
+
+// room is the hub's state for one room.
+type room struct {
+	name string
+
+	// Guarded by Hub.mu.
+	conns   map[*conn]struct{}
+	idleGen uint64 // bumped whenever the room gains a connection
+
+	topics sync.Map // topic name → *topicState
+
+	patMu    sync.Mutex                     // serializes writers of patterns
+	patterns atomic.Pointer[[]*patternConn] // copy on write
+}
+
+// patternConn holds one connection's pattern subscriptions, oldest first.
+// It is immutable once published in room.patterns.
+type patternConn struct {
+	c    *conn
+	subs []*sub
+}
+
+type idleRoom struct {
+	r   *room
+	at  time.Time
+	gen uint64
+}
+
+// New returns a hub configured by opts. It reads the highest id in the
+// store, so that it never hands out an id at or below it.
+func New(opts Options) (*Hub, error) {
+	switch {
+	case opts.NodeID < 0 || opts.NodeID > snowid.MaxNode:
+		return nil, fmt.Errorf("memory: NodeID %d is outside 0 to %d", opts.NodeID, snowid.MaxNode)
+	case !(opts.PublishRate >= 0) || math.IsInf(opts.PublishRate, 0):
+		return nil, fmt.Errorf("memory: PublishRate %v is not a finite number ≥ 0", opts.PublishRate)
+	case opts.PublishBurst < 0:
+		return nil, fmt.Errorf("memory: negative PublishBurst %d", opts.PublishBurst)
+	case opts.QueueSize < 0:
+		return nil, fmt.Errorf("memory: negative QueueSize %d", opts.QueueSize)
+	case opts.DedupWindow < 0:
+		return nil, fmt.Errorf("memory: negative DedupWindow %v", opts.DedupWindow)
+	case opts.MaxSubscriptions < 0:
+		return nil, fmt.Errorf("memory: negative MaxSubscriptions %d", opts.MaxSubscriptions)
+	}
+	ids, err := snowid.New(opts.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("memory: %w", err)
+	}
+	h := &Hub{
+		store:     opts.Store,
+		clock:     opts.Clock,
+		ids:       ids,
+		authorize: opts.Authorize,
+		queueSize: opts.QueueSize,
+		dedup:     opts.DedupWindow,
+		maxSubs:   opts.MaxSubscriptions,
+		rooms:     make(map[string]*room),
+	}
+	if h.clock == nil {
+		h.clock = pubsub.SystemClock{}
+	}
+	if h.queueSize == 0 {
+		h.queueSize = DefaultQueueSize
+	}
+	if h.dedup == 0 {
+		h.dedup = DefaultDedupWindow
+	}
+	h.roomKeep = h.dedup
+	if opts.PublishRate > 0 {
+		h.pubRate = rate.Limit(opts.PublishRate)
+		h.pubBurst = opts.PublishBurst
+		if h.pubBurst == 0 {
+			h.pubBurst = int(math.Ceil(opts.PublishRate))
+		}
+		// An empty room keeps its rate state until the bucket would be full.
+		refill := time.Duration(float64(h.pubBurst) / opts.PublishRate * float64(time.Second))
+		h.roomKeep = max(h.roomKeep, refill)
+	}
+	if h.store == nil {
+		h.store = history.NewMemory(history.Options{Clock: h.clock})
+		h.ownStore = true
+	}
+	floor, err := h.store.MaxID(context.Background())
+	if err != nil {
+		if h.ownStore {
+			h.store.Close()
+		}
+		return nil, fmt.Errorf("memory: reading the store's highest id: %w", err)
+	}
+	h.ids.SetFloor(floor)
+	return h, nil
+}
+
+// Connect opens a connection to req.Room for req.ClientID. The room name
+// follows the rules of topic names; an invalid one fails with
+// INVALID_REQUEST. An empty ClientID gets a random one ("anon-" and 16 hex
+// digits). Connect fails with NETWORK_ERROR after Close. If ctx is done it
+// returns an error that wraps ctx.Err().
+func (h *Hub) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ctxErr("connect", err)
+	}
+	if err := topic.Check(req.Room); err != nil {
+		return nil, &pubsub.Error{Code: pubsub.CodeInvalidRequest, Message: fmt.Sprintf("invalid room name %q", req.Room), Err: err}
+	}
+	id := req.ClientID
+	if id == "" {
+		id = anonID()
+	} else if err := pubsub.CheckClientID(id); err != nil {
+		return nil, err
+	}
+	c := &conn{
+		h:    h,
+		id:   id,
+		msgs: make(chan *pubsub.Message, h.queueSize),
+		done: make(chan struct{}),
+		subs: make(map[string]*sub),
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed.Load() {
+		return nil, errHubClosed()
+	}
+	r := h.rooms[req.Room]
+	if r == nil {
+		r = &room{name: req.Room, conns: make(map[*conn]struct{})}
+		h.rooms[req.Room] = r
+	}
+	r.conns[c] = struct{}{}
+	r.idleGen++
+	c.r = r
+	h.stats.connections.Add(1)
+	h.pruneIdle(h.clock.Now())
+	return c, nil
+}
+
+// Disconnect drops every live connection of clientID in room as a network
+// failure would: their Done channels close and Err reports NETWORK_ERROR. It
+// returns how many it dropped. It is meant for testing reconnects.
+func (h *Hub) Disconnect(room, clientID string) int {
+	h.mu.Lock()
+	var cs []*conn
+	if r := h.rooms[room]; r != nil {
+		for c := range r.conns {
+			if c.id == clientID {
+				cs = append(cs, c)
+			}
+		}
+	}
+	h.mu.Unlock()
+	n := 0
+	for _, c := range cs {
+		if c.end(&pubsub.Error{Code: pubsub.CodeNetworkError, Message: "disconnected by the hub"}, false) {
+			c.teardown()
+			n++
+		}
+	}
+	return n
+}
+
+// Stats returns the hub's counters. Each is read atomically, but not all at
+// the same instant.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Connections:   int(h.stats.connections.Load()),
+		Published:     h.stats.published.Load(),
+		Delivered:     h.stats.delivered.Load(),
+		CapDropped:    h.stats.capDropped.Load(),
+		SlowConsumers: h.stats.slowConsumers.Load(),
+		Deduplicated:  h.stats.deduplicated.Load(),
+		RateLimited:   h.stats.rateLimited.Load(),
+	}
+}
+
+// Close drops every connection (Err reports NETWORK_ERROR "hub closed"),
+// waits for publishes in progress and rate cap timers, and closes the store
+// if the hub created it. Later calls to Connect fail with NETWORK_ERROR.
+// Close is idempotent; calls after the first return nil.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	if h.closed.Swap(true) {
+		h.mu.Unlock()
+		return nil
+	}
+	var cs []*conn
+	rooms := make([]*room, 0, len(h.rooms))
+	for _, r := range h.rooms {
+		rooms = append(rooms, r)
+		for c := range r.conns {
+			cs = append(cs, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range cs {
+		if c.end(errHubClosed(), false) {
+			c.teardown()
+		}
+	}
+	// A publish holds its topic's lock from its closed check to its end,
+	// so taking every lock once waits for those in progress.
+	for _, r := range rooms {
+		r.topics.Range(func(_, v any) bool {
+			t := v.(*topicState)
+			t.mu.Lock()
+			t.mu.Unlock()
+			return true
+		})
+	}
+	h.timers.Wait()
+	if h.ownStore {
+		return h.store.Close()
+	}
+	return nil
+}
+
+// leave forgets c, which has ended and dropped its subscriptions.
+func (h *Hub) leave(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := c.r
+	if _, ok := r.conns[c]; !ok {
+		return
+	}
+	delete(r.conns, c)
+	h.stats.connections.Add(-1)
+	now := h.clock.Now()
+	if len(r.conns) == 0 {
+		h.idle = append(h.idle, idleRoom{r: r, at: now, gen: r.idleGen})
+	}
+	h.pruneIdle(now)
+}
+
+// pruneIdle forgets rooms that have been empty for roomKeep: by then their
+// idempotency keys have expired and their publish rate buckets are full.
+// Call it with h.mu held.
+func (h *Hub) pruneIdle(now time.Time) {
+	for len(h.idle) > 0 {
+		e := h.idle[0]
+		if now.Sub(e.at) < h.roomKeep {
+			return
+		}
+		h.idle[0] = idleRoom{}
+		h.idle = h.idle[1:]
+		if e.r.idleGen == e.gen && len(e.r.conns) == 0 && h.rooms[e.r.name] == e.r {
+			delete(h.rooms, e.r.name)
+		}
+	}
+	if len(h.idle) == 0 {
+		h.idle = nil
+	}
+}
+
+// allow runs Options.Authorize.
+func (h *Hub) allow(ctx context.Context, a pubsub.Access) error {
+	if h.authorize == nil {
+		return nil
+	}
+	err := h.authorize(ctx, a)
+	if err == nil {
+		return nil
+	}
+	if perr := (*pubsub.Error)(nil); errors.As(err, &perr) {
+		return err
+	}
+	return &pubsub.Error{Code: pubsub.CodePermissionDenied, Err: err}
+}
+
+// lockTopic returns the state of topic name in r, creating it if need be,
+// with its lock held.
+func (r *room) lockTopic(name string) *topicState {
+	for {
+		v, ok := r.topics.Load(name)
+		if !ok {
+			v, _ = r.topics.LoadOrStore(name, &topicState{name: name})
+		}
+		t := v.(*topicState)
+		t.mu.Lock()
+		if !t.dead {
+			return t
+		}
+		t.mu.Unlock()
+	}
+}
+
+func errHubClosed() error {
+	return &pubsub.Error{Code: pubsub.CodeNetworkError, Message: "hub closed"}
+}
+
+// ctxErr reports that op was not started because its context is done. The
+// result wraps err, so errors.Is(result, context.Canceled) works.
+func ctxErr(op string, err error) error {
+	return fmt.Errorf("memory: %s: %w", op, err)
+}
+
+func anonID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "anon-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,200 @@
+package memory
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/plazahq/plaza/pubsub"
+)
+
+// topicState is the hub's state for one room and topic.
+type topicState struct {
+	name string
+
+	// mu is held from a publish's id assignment through its history append
+	// and fan-out, so subscribers see the topic's messages in id order.
+	mu   sync.Mutex
+	dead bool // forgotten by its room; look it up again
+
+	subs map[*conn]*sub // exact subscriptions, at most one per conn
+	lim  *rate.Limiter  // Options.PublishRate; nil when there is none
+
+	// Idempotency keys confirmed within the window, and the same keys
+	// oldest first for expiry.
+	dedup map[dedupKey]dedupEntry
+	dq    []dedupRef
+	dqOff int // dq[:dqOff] have expired
+	seq   uint64
+}
+
+type dedupKey struct{ from, key string }
+
+type dedupEntry struct {
+	msg *pubsub.Message
+	at  time.Time
+	seq uint64
+}
+
+type dedupRef struct {
+	key dedupKey
+	at  time.Time
+	seq uint64
+}
+
+// Publish publishes a message from c. See the package documentation for the
+// steps. The hub keeps req.Payload, req.To and req.Metadata in the message it
+// delivers and returns, so the caller must not change them afterwards.
+func (c *conn) Publish(ctx context.Context, req pubsub.PublishRequest) (pubsub.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return pubsub.Message{}, ctxErr("publish", err)
+	}
+	if err := c.check(); err != nil {
+		return pubsub.Message{}, err
+	}
+	if err := pubsub.CheckPublish(&req); err != nil {
+		return pubsub.Message{}, err
+	}
+	if c.h.authorize != nil {
+		a := pubsub.Access{Action: pubsub.ActionPublish, Room: c.r.name, Topic: req.Topic, ClientID: c.id}
+		if err := c.h.allow(ctx, a); err != nil {
+			return pubsub.Message{}, err
+		}
+	}
+	return c.h.publish(ctx, c, &req)
+}
+
+func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) (pubsub.Message, error) {
+	t := c.r.lockTopic(req.Topic)
+	if h.closed.Load() {
+		t.mu.Unlock()
+		return pubsub.Message{}, errHubClosed()
+	}
+	if err := c.check(); err != nil {
+		t.mu.Unlock()
+		return pubsub.Message{}, err
+	}
+	now := h.clock.Now()
+	if h.pubRate > 0 {
+		if t.lim == nil {
+			t.lim = rate.NewLimiter(h.pubRate, h.pubBurst)
+		}
+		if !t.lim.AllowN(now, 1) {
+			wait := h.retryAfter(t.lim, now)
+			t.mu.Unlock()
+			h.stats.rateLimited.Add(1)
+			return pubsub.Message{}, &pubsub.Error{
+				Code:       pubsub.CodeRateLimitExceeded,
+				Message:    "topic " + req.Topic + " is over its publish rate",
+				RetryAfter: wait,
+			}
+		}
+	}
+	t.expire(now, h.dedup)
+	key := dedupKey{from: c.id, key: req.IdempotencyKey}
+	if key.key != "" {
+		if e, ok := t.dedup[key]; ok && now.Sub(e.at) < h.dedup {
+			m := *e.msg
+			t.mu.Unlock()
+			h.stats.deduplicated.Add(1)
+			return m, nil
+		}
+	}
+	m := &pubsub.Message{
+		ID:        h.ids.Next(now),
+		Topic:     req.Topic,
+		From:      c.id,
+		To:        req.To,
+		Payload:   req.Payload,
+		Metadata:  req.Metadata,
+		Timestamp: now.UTC(),
+		Persisted: !req.NoPersist,
+	}
+	if m.Persisted {
+		if err := h.store.Append(ctx, c.r.name, *m); err != nil {
+			t.mu.Unlock()
+			if ctx.Err() != nil {
+				return pubsub.Message{}, ctxErr("publish", ctx.Err())
+			}
+			return pubsub.Message{}, &pubsub.Error{Code: pubsub.CodeInternal, Message: "appending to history", Err: err}
+		}
+	}
+	var f fanout
+	f.run(h, c, t, m, now)
+	if key.key != "" {
+		t.remember(key, m, now)
+	}
+	t.mu.Unlock()
+
+	h.stats.published.Add(1)
+	if f.delivered > 0 {
+		h.stats.delivered.Add(f.delivered)
+	}
+	if f.dropped > 0 {
+		h.stats.capDropped.Add(f.dropped)
+	}
+	for _, s := range f.slow {
+		s.teardown()
+	}
+	return *m, nil
+}
+
+// retryAfter says how long until lim has a token at now.
+func (h *Hub) retryAfter(lim *rate.Limiter, now time.Time) time.Duration {
+	need := 1 - lim.TokensAt(now)
+	d := time.Duration(math.Ceil(need / float64(h.pubRate) * float64(time.Second)))
+	return max(d, time.Millisecond)
+}
+
+// expire forgets idempotency keys older than window, oldest first. Call it
+// with t.mu held.
+func (t *topicState) expire(now time.Time, window time.Duration) {
+	for t.dqOff < len(t.dq) {
+		r := &t.dq[t.dqOff]
+		if now.Sub(r.at) < window {
+			break
+		}
+		if e, ok := t.dedup[r.key]; ok && e.seq == r.seq {
+			delete(t.dedup, r.key)
+		}
+		*r = dedupRef{}
+		t.dqOff++
+	}
+	switch {
+	case t.dqOff == len(t.dq):
+		t.dq, t.dqOff = t.dq[:0], 0
+	case t.dqOff >= 64 && t.dqOff >= len(t.dq)/2:
+		n := copy(t.dq, t.dq[t.dqOff:])
+		clear(t.dq[n:])
+		t.dq, t.dqOff = t.dq[:n], 0
+	}
+}
+
+// remember records that key was confirmed with m at now. Call it with t.mu
+// held.
+func (t *topicState) remember(key dedupKey, m *pubsub.Message, now time.Time) {
+	if t.dedup == nil {
+		t.dedup = make(map[dedupKey]dedupEntry)
+	}
+	t.seq++
+	t.dedup[key] = dedupEntry{msg: m, at: now, seq: t.seq}
+	t.dq = append(t.dq, dedupRef{key: key, at: now, seq: t.seq})
+}
+
+// maybeForget removes t from r when nothing in it needs to be kept: no
+// subscriptions, no live idempotency keys and a full publish rate bucket.
+// Call it with t.mu held.
+func (h *Hub) maybeForget(r *room, t *topicState, now time.Time) {
+	t.expire(now, h.dedup)
+	if len(t.subs) > 0 || len(t.dedup) > 0 {
+		return
+	}
+	if t.lim != nil && t.lim.TokensAt(now) < float64(h.pubBurst) {
+		return
+	}
+	t.dead = true
+	r.topics.CompareAndDelete(t.name, t)
+}

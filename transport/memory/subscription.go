@@ -1,0 +1,214 @@
+package memory
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/plazahq/plaza/internal/ratecap"
+	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/topic"
+)
+
+// sub is one subscription of a conn, to a topic or a pattern.
+type sub struct {
+	c    *conn
+	key  string        // the topic or pattern subscribed to
+	wild bool          // key is a pattern
+	pat  topic.Pattern // when wild
+
+	// mu serializes deliveries on the subscription with the cap's releases,
+	// so that its messages enter the queue in the order they were offered.
+	// A pattern subscription receives from many topics at once, so this
+	// cannot be the topic's lock.
+	mu    sync.Mutex
+	dead  bool
+	cap   *ratecap.Cap[*pubsub.Message] // nil: no cap
+	timer pubsub.Timer                  // armed while the cap holds messages
+	buf   []*pubsub.Message             // scratch for releases
+}
+
+// deliver offers m to s at now. It returns how many messages went into the
+// queue, how many the cap dropped, and whether the conn must be torn down
+// for a full queue.
+func (s *sub) deliver(m *pubsub.Message, now time.Time) (n int, dropped uint64, slow bool) {
+	c := s.c
+	if c.state.Load() != stateLive {
+		return 0, 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return 0, 0, false
+	}
+	if s.cap != nil {
+		before := s.cap.Dropped()
+		ok := s.cap.Offer(now, m)
+		dropped = s.cap.Dropped() - before
+		if !ok {
+			s.arm(now)
+			return 0, dropped, false
+		}
+	}
+	if !c.push(m) {
+		return 0, dropped, c.slow()
+	}
+	return 1, dropped, false
+}
+
+// arm starts the release timer if messages are held and none is running.
+// Call it with s.mu held.
+func (s *sub) arm(now time.Time) {
+	if s.timer != nil || s.cap == nil {
+		return
+	}
+	d, ok := s.cap.Next(now)
+	if !ok {
+		return
+	}
+	h := s.c.h
+	h.timers.Add(1)
+	s.timer = h.clock.AfterFunc(d, s.release)
+}
+
+// disarm stops the release timer. Call it with s.mu held.
+func (s *sub) disarm() {
+	if s.timer != nil && s.timer.Stop() {
+		s.c.h.timers.Done()
+	}
+	s.timer = nil
+}
+
+// release runs on the timer: it moves the held messages that the cap now
+// allows into the queue, oldest first, and re-arms if more remain.
+func (s *sub) release() {
+	h := s.c.h
+	defer h.timers.Done()
+	s.mu.Lock()
+	s.timer = nil
+	if s.dead || s.cap == nil {
+		s.mu.Unlock()
+		return
+	}
+	now := h.clock.Now()
+	s.buf = s.cap.Release(now, s.buf[:0])
+	n, slow := s.pushAll(s.buf)
+	clear(s.buf)
+	if !slow {
+		s.arm(now)
+	}
+	s.mu.Unlock()
+	h.stats.delivered.Add(uint64(n))
+	if slow {
+		s.c.teardown()
+	}
+}
+
+// pushAll puts ms into the queue in order. It returns how many went in and
+// whether the conn must be torn down for a full queue. Call it with s.mu
+// held.
+func (s *sub) pushAll(ms []*pubsub.Message) (n int, slow bool) {
+	if s.c.state.Load() != stateLive {
+		return 0, false
+	}
+	for _, m := range ms {
+		if !s.c.push(m) {
+			return n, s.c.slow()
+		}
+		n++
+	}
+	return n, false
+}
+
+// setRate changes the cap of s: perSecond > 0 sets or changes it, zero
+// removes it and delivers what it held. It reports whether the conn must be
+// torn down for a full queue.
+func (s *sub) setRate(perSecond float64, now time.Time) (slow bool) {
+	h := s.c.h
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case perSecond > 0 && s.cap == nil:
+		s.cap = ratecap.New[*pubsub.Message](perSecond, now)
+	case perSecond > 0:
+		before := s.cap.Dropped()
+		s.cap.SetRate(perSecond, now)
+		h.stats.capDropped.Add(s.cap.Dropped() - before)
+		s.disarm()
+		s.arm(now)
+	case s.cap != nil:
+		s.disarm()
+		held := drain(s.cap, now)
+		s.cap = nil
+		var n int
+		n, slow = s.pushAll(held)
+		h.stats.delivered.Add(uint64(n))
+	}
+	return slow
+}
+
+// drain returns every message c holds, oldest first. ratecap has no drain,
+// but far enough in the future its bucket is full, and a full bucket
+// releases a full ring.
+func drain(c *ratecap.Cap[*pubsub.Message], now time.Time) []*pubsub.Message {
+	return c.Release(now.Add(1<<62), nil)
+}
+
+// kill ends s: no more deliveries, no timer, held messages discarded.
+func (s *sub) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dead = true
+	s.disarm()
+	s.cap = nil
+	s.buf = nil
+}
+
+// addPattern adds s, a pattern subscription, to r.
+func (r *room) addPattern(s *sub) {
+	r.patMu.Lock()
+	defer r.patMu.Unlock()
+	var old []*patternConn
+	if p := r.patterns.Load(); p != nil {
+		old = *p
+	}
+	next := make([]*patternConn, 0, len(old)+1)
+	added := false
+	for _, pc := range old {
+		if pc.c == s.c {
+			pc = &patternConn{c: pc.c, subs: append(slices.Clip(pc.subs), s)}
+			added = true
+		}
+		next = append(next, pc)
+	}
+	if !added {
+		next = append(next, &patternConn{c: s.c, subs: []*sub{s}})
+	}
+	r.patterns.Store(&next)
+}
+
+// removePattern removes s, a pattern subscription, from r.
+func (r *room) removePattern(s *sub) {
+	r.patMu.Lock()
+	defer r.patMu.Unlock()
+	p := r.patterns.Load()
+	if p == nil {
+		return
+	}
+	next := make([]*patternConn, 0, len(*p))
+	for _, pc := range *p {
+		if pc.c == s.c {
+			subs := slices.DeleteFunc(slices.Clone(pc.subs), func(x *sub) bool { return x == s })
+			if len(subs) == 0 {
+				continue
+			}
+			pc = &patternConn{c: pc.c, subs: subs}
+		}
+		next = append(next, pc)
+	}
+	if len(next) == 0 {
+		r.patterns.Store(nil)
+		return
+	}
+	r.patterns.Store(&next)
+}
