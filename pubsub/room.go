@@ -39,7 +39,7 @@ type Room struct {
 	connReady chan struct{} // closed when conn is set
 	topics    map[string]*wireTopic
 	patterns  map[string]*wireTopic // the wildcard entries of topics
-	own       ownIDs // ids this Room published, kept out of gap fill
+	own       ownIDs                // ids this Room published, kept out of gap fill
 	closed    bool
 	err       error // why the Room stopped, when not by Leave
 
@@ -59,7 +59,7 @@ type Room struct {
 // wireTopic is one wire subscription and the local subscriptions it feeds.
 type wireTopic struct {
 	name     string
-	pattern  topic.Pattern  // set when name is a pattern
+	pattern  topic.Pattern   // set when name is a pattern
 	subs     []*Subscription // copy-on-write
 	wireRate float64         // rate cap sent to the hub
 	lastSeen ID              // newest id delivered on this exact topic

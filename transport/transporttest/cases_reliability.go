@@ -240,4 +240,3 @@ func testReconnectGapFill(t *testing.T, e *env) {
 		t.Errorf("Stats().GapFilled = %d, want 3", got)
 	}
 }
-

@@ -20,8 +20,8 @@ type recorder struct {
 	// report NETWORK_ERROR, as if the reply was lost.
 	loseReplies int
 	// gate, when set, holds Connect until it is closed.
-	gate chan struct{}
-	connects   int
+	gate     chan struct{}
+	connects int
 }
 
 func (w *recorder) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
