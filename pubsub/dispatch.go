@@ -25,6 +25,14 @@ func idAt(t time.Time) ID { return IDAt(t) - 1 }
 func (r *Room) run(conn Conn) {
 	defer close(r.done)
 	for {
+		// Drain a burst with a plain receive; the full select below costs
+		// several channel locks per message.
+		select {
+		case m := <-conn.Messages():
+			r.deliver(m, false)
+			continue
+		default:
+		}
 		select {
 		case m := <-conn.Messages():
 			r.deliver(m, false)
@@ -60,7 +68,7 @@ func (r *Room) deliver(m *Message, fromHistory bool) {
 	}
 	var subs []*Subscription
 	if wt := r.topics[m.Topic]; wt != nil {
-		if !fromHistory {
+		if !fromHistory && len(r.fill) > 0 {
 			if mark, ok := r.fill[m.Topic]; ok {
 				if m.ID <= mark {
 					r.mu.Unlock()
@@ -75,9 +83,11 @@ func (r *Room) deliver(m *Message, fromHistory bool) {
 		subs = wt.subs
 	}
 	var extra []*Subscription
-	for _, wt := range r.patterns {
-		if wt.pattern.Match(m.Topic) {
-			extra = append(extra, wt.subs...)
+	if len(r.patterns) > 0 {
+		for _, wt := range r.patterns {
+			if wt.pattern.Match(m.Topic) {
+				extra = append(extra, wt.subs...)
+			}
 		}
 	}
 	r.mu.Unlock()
@@ -104,13 +114,8 @@ func (r *Room) deliver(m *Message, fromHistory bool) {
 }
 
 func (r *Room) call(s *Subscription, m *Message) {
-	if s.gone.Load() {
+	if s.gone.Load() || r.left.Load() {
 		return
-	}
-	select {
-	case <-r.leave:
-		return
-	default:
 	}
 	r.inHandler.Store(true)
 	defer r.inHandler.Store(false)

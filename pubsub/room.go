@@ -46,6 +46,7 @@ type Room struct {
 	leave     chan struct{} // closed by Leave
 	done      chan struct{} // closed when the Room's goroutine exits
 	inHandler atomic.Bool
+	left      atomic.Bool // set by Leave, before leave is closed
 	wake      chan struct{} // rate-cap timer fired
 	timer     Timer
 
@@ -133,7 +134,7 @@ func (r *Room) Publish(ctx context.Context, topicName string, payload any, opts 
 	for _, o := range opts {
 		o(&req)
 	}
-	if err := CheckPublish(&req); err != nil {
+	if err := checkPublishExtras(&req); err != nil { // topic and payload checked above
 		return Message{}, err
 	}
 	req.IdempotencyKey = r.nextKey()
@@ -164,7 +165,10 @@ func encodePayload(payload any) ([]byte, error) {
 	if err != nil {
 		return nil, &Error{Code: CodeInvalidPayload, Message: err.Error(), Err: err}
 	}
-	return p, CheckPayload(p)
+	if len(p) > MaxPayloadBytes {
+		return nil, Errorf(CodePayloadTooLarge, "payload is %d bytes, more than %d", len(p), MaxPayloadBytes)
+	}
+	return p, nil
 }
 
 func (r *Room) nextKey() string {
@@ -323,6 +327,7 @@ func (r *Room) Leave(ctx context.Context) error {
 		r.timer.Stop()
 	}
 	r.mu.Unlock()
+	r.left.Store(true)
 	close(r.leave)
 	if conn != nil {
 		_ = conn.Close()

@@ -1,9 +1,9 @@
 package pubsub
 
 import (
-	"encoding/json"
 	"unicode/utf8"
 
+	"github.com/plazahq/plaza/internal/jsonvalid"
 	"github.com/plazahq/plaza/topic"
 )
 
@@ -55,7 +55,7 @@ func CheckPayload(p []byte) error {
 	if len(p) > MaxPayloadBytes {
 		return Errorf(CodePayloadTooLarge, "payload is %d bytes, more than %d", len(p), MaxPayloadBytes)
 	}
-	if len(p) == 0 || !json.Valid(p) {
+	if len(p) == 0 || !jsonvalid.Valid(p) {
 		return Errorf(CodeInvalidPayload, "payload is not valid JSON")
 	}
 	return nil
@@ -71,6 +71,12 @@ func CheckPublish(req *PublishRequest) error {
 	if err := CheckPayload(req.Payload); err != nil {
 		return err
 	}
+	return checkPublishExtras(req)
+}
+
+// checkPublishExtras validates the parts of a publish besides topic and
+// payload.
+func checkPublishExtras(req *PublishRequest) error {
 	if len(req.To) > MaxRecipients {
 		return Errorf(CodeInvalidRequest, "%d recipients, more than %d", len(req.To), MaxRecipients)
 	}
