@@ -46,7 +46,7 @@ type Room struct {
 	leave     chan struct{} // closed by Leave
 	done      chan struct{} // closed when the Room's goroutine exits
 	inHandler atomic.Bool
-	left      atomic.Bool // set by Leave, before leave is closed
+	left      atomic.Bool   // set by Leave, before leave is closed
 	wake      chan struct{} // rate-cap timer fired
 	timer     Timer
 
