@@ -1,0 +1,499 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/plazahq/plaza/pubsub"
+)
+
+// DialOptions configure a [Client]. A nil *DialOptions means all defaults.
+type DialOptions struct {
+	// HTTPClient makes the WebSocket handshakes. Nil means
+	// http.DefaultClient.
+	HTTPClient *http.Client
+
+	// HTTPHeader is added to every handshake request, for example an
+	// Origin or a cookie. The Client sets Authorization itself when a
+	// ConnectRequest has a Token.
+	HTTPHeader http.Header
+
+	// QueueSize is each Conn's delivery queue, in messages. A Conn whose
+	// queue is full when a message arrives ends with SLOW_CONSUMER, as a
+	// hub connection would. Zero means 1024.
+	QueueSize int
+
+	// MaxFrameBytes is the largest frame accepted from the server. A larger
+	// one ends the Conn. Zero means 1 MiB.
+	MaxFrameBytes int64
+
+	// WriteTimeout bounds each frame the Client sends; a Conn whose frame
+	// cannot be written in time is lost. Zero means 10 seconds.
+	WriteTimeout time.Duration
+
+	// Clock tells the time for dead-server detection: a Conn that has heard
+	// nothing from the server, not even a heartbeat ping, for 2.5 times
+	// the heartbeat the server announced is lost. Nil means
+	// pubsub.SystemClock{}.
+	Clock pubsub.Clock
+}
+
+const (
+	defaultClientQueue    = 1024
+	defaultClientMaxFrame = 1 << 20
+)
+
+// Client is a pubsub.Transport that reaches a hub served by a [Server] in
+// another process. Each Connect opens one WebSocket, to GET /{room}/ws under
+// the Client's URL; the Client itself holds no connection and needs no
+// closing. The Conn it returns reports a lost WebSocket as NETWORK_ERROR and
+// does not reconnect: the pubsub.Room does that.
+//
+// A ConnectRequest's Token travels as "Authorization: Bearer <token>"; an
+// empty Token is sent as {"auth": ""}. Its ClientID is not sent: the server
+// decides who the client is from the credentials, and Conn.ClientID reports
+// its decision.
+//
+// A Client is safe for concurrent use.
+type Client struct {
+	base *url.URL
+	opts DialOptions
+}
+
+var _ pubsub.Transport = (*Client)(nil)
+
+// NewClient returns a Client for the server at rawURL: "ws://host:port", or
+// with a path prefix where the Server is mounted, "wss://host/plaza". http
+// and https URLs mean ws and wss. NewClient does no I/O.
+func NewClient(rawURL string, opts *DialOptions) (*Client, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("network: bad server URL: %w", err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return nil, fmt.Errorf("network: server URL %q: scheme must be ws, wss, http or https", rawURL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("network: server URL %q has no host", rawURL)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = strings.TrimRight(u.RawPath, "/")
+	u.Fragment, u.RawFragment = "", ""
+	c := &Client{base: u}
+	if opts != nil {
+		c.opts = *opts
+	}
+	if c.opts.QueueSize <= 0 {
+		c.opts.QueueSize = defaultClientQueue
+	}
+	if c.opts.MaxFrameBytes <= 0 {
+		c.opts.MaxFrameBytes = defaultClientMaxFrame
+	}
+	if c.opts.WriteTimeout <= 0 {
+		c.opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.opts.Clock == nil {
+		c.opts.Clock = pubsub.SystemClock{}
+	}
+	return c, nil
+}
+
+// roomURL is the WebSocket URL of a room.
+func (c *Client) roomURL(room string) string {
+	u := *c.base
+	u.Path = c.base.Path + "/" + room + "/ws"
+	u.RawPath = c.base.EscapedPath() + "/" + url.PathEscape(room) + "/ws"
+	return u.String()
+}
+
+// Connect opens a WebSocket to room and authenticates. It returns an
+// *pubsub.Error: UNAUTHENTICATED or PERMISSION_DENIED when the server refuses
+// the credentials, NETWORK_ERROR when it cannot be reached, or an error that
+// wraps ctx's when ctx ends first.
+func (c *Client) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("network: connect: %w", err)
+	}
+	hdr := c.opts.HTTPHeader.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	if req.Token != "" {
+		hdr.Set("Authorization", "Bearer "+req.Token)
+	}
+	cc := &clientConn{
+		cl:         c,
+		msgs:       make(chan *pubsub.Message, c.opts.QueueSize),
+		done:       make(chan struct{}),
+		readerDone: make(chan struct{}),
+		pending:    make(map[string]chan *serverFrame),
+	}
+	u := c.roomURL(req.Room)
+	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
+		HTTPClient: c.opts.HTTPClient,
+		HTTPHeader: hdr,
+		OnPingReceived: func(context.Context, []byte) bool {
+			cc.seen()
+			return true
+		},
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("network: connect: %w", ctx.Err())
+		}
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			return nil, statusError(resp.StatusCode, httpErrorMessage(body))
+		}
+		return nil, lostError("cannot reach "+u, err)
+	}
+	ws.SetReadLimit(c.opts.MaxFrameBytes)
+	cc.ws = ws
+	if err := cc.handshake(ctx, req.Token); err != nil {
+		_ = ws.CloseNow()
+		return nil, err
+	}
+	go cc.read()
+	return cc, nil
+}
+
+// httpErrorMessage extracts the message of a JSON error envelope, or returns
+// the body as it is.
+func httpErrorMessage(body []byte) string {
+	var env struct {
+		Error *wireError `json:"error"`
+	}
+	if json.Unmarshal(body, &env) == nil && env.Error != nil {
+		return string(env.Error.Code) + ": " + env.Error.Message
+	}
+	return string(body)
+}
+
+// clientConn is a Conn over one WebSocket.
+type clientConn struct {
+	cl         *Client
+	ws         *websocket.Conn
+	id         string
+	msgs       chan *pubsub.Message
+	done       chan struct{}
+	readerDone chan struct{}
+
+	serverMax int64         // largest frame the server accepts
+	heartbeat time.Duration // the server's; zero: none
+	lastSeen  atomic.Int64
+
+	mu      sync.Mutex
+	pending map[string]chan *serverFrame
+	nextID  uint64
+	lastErr *pubsub.Error // the last error frame without an id
+	err     error         // why the Conn ended; set before done closes
+	closed  bool          // ended by Close
+	timer   pubsub.Timer
+}
+
+var _ pubsub.Conn = (*clientConn)(nil)
+
+func (cc *clientConn) seen() {
+	cc.lastSeen.Store(cc.cl.opts.Clock.Now().UnixNano())
+}
+
+// handshake authenticates and waits for the welcome.
+func (cc *clientConn) handshake(ctx context.Context, token string) error {
+	if token == "" {
+		if err := cc.ws.Write(ctx, websocket.MessageText, appendAuth(nil, "")); err != nil {
+			return cc.connectErr(ctx, err)
+		}
+	}
+	for {
+		typ, data, err := cc.ws.Read(ctx)
+		if err != nil {
+			return cc.connectErr(ctx, err)
+		}
+		if typ != websocket.MessageText {
+			return pubsub.Errorf(pubsub.CodeInternal, "network: server sent a binary frame")
+		}
+		var f serverFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			return pubsub.Errorf(pubsub.CodeInternal, "network: malformed frame from server: %v", err)
+		}
+		switch f.Type {
+		case typeWelcome:
+			cc.id = f.ClientID
+			cc.serverMax = f.MaxFrameBytes
+			cc.heartbeat = time.Duration(f.HeartbeatMs) * time.Millisecond
+			cc.seen()
+			if cc.heartbeat > 0 {
+				cc.mu.Lock()
+				cc.timer = cc.cl.opts.Clock.AfterFunc(cc.heartbeat, cc.checkAlive)
+				cc.mu.Unlock()
+			}
+			return nil
+		case typeError:
+			if f.Error != nil {
+				return f.Error.err()
+			}
+		}
+	}
+}
+
+// connectErr maps an error of the handshake phase.
+func (cc *clientConn) connectErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("network: connect: %w", ctx.Err())
+	}
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return closeCodeError(ce.Code, ce.Reason)
+	}
+	return lostError("connection lost while connecting", err)
+}
+
+// checkAlive runs every heartbeat and ends the Conn if the server has been
+// silent too long.
+func (cc *clientConn) checkAlive() {
+	clock := cc.cl.opts.Clock
+	silent := clock.Now().Sub(time.Unix(0, cc.lastSeen.Load()))
+	if silent > cc.heartbeat*5/2 {
+		cc.end(pubsub.Errorf(pubsub.CodeNetworkError, "no word from the server for %v", silent.Round(time.Millisecond)), false)
+		_ = cc.ws.CloseNow()
+		return
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.err == nil {
+		cc.timer = clock.AfterFunc(cc.heartbeat, cc.checkAlive)
+	}
+}
+
+// read is the Conn's goroutine: it hands replies to their callers and
+// deliveries to Messages.
+func (cc *clientConn) read() {
+	defer close(cc.readerDone)
+	for {
+		typ, data, err := cc.ws.Read(context.Background())
+		if err != nil {
+			cc.lost(err)
+			return
+		}
+		cc.seen()
+		if typ != websocket.MessageText {
+			continue
+		}
+		var f serverFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			cc.end(pubsub.Errorf(pubsub.CodeInternal, "network: malformed frame from server: %v", err), false)
+			_ = cc.ws.CloseNow()
+			return
+		}
+		switch {
+		case f.Type == typeMessages:
+			for i := range f.Messages {
+				select {
+				case cc.msgs <- &f.Messages[i]:
+				default:
+					cc.end(pubsub.Errorf(pubsub.CodeSlowConsumer, "delivery queue of %d messages is full", cap(cc.msgs)), false)
+					_ = cc.ws.CloseNow()
+					return
+				}
+			}
+		case f.ID != "":
+			cc.mu.Lock()
+			ch := cc.pending[f.ID]
+			delete(cc.pending, f.ID)
+			cc.mu.Unlock()
+			if ch != nil {
+				ch <- &f
+			}
+		case f.Type == typeError && f.Error != nil:
+			cc.mu.Lock()
+			cc.lastErr = f.Error.err()
+			cc.mu.Unlock()
+		}
+	}
+}
+
+// lost ends the Conn after its WebSocket failed or closed.
+func (cc *clientConn) lost(err error) {
+	cc.mu.Lock()
+	perr := cc.lastErr
+	cc.mu.Unlock()
+	if perr == nil {
+		var ce websocket.CloseError
+		if errors.As(err, &ce) {
+			perr = closeCodeError(ce.Code, ce.Reason)
+		} else {
+			perr = lostError("connection lost", err)
+		}
+	}
+	cc.end(perr, false)
+}
+
+// end records why the Conn ended and closes Done. Only the first call acts.
+func (cc *clientConn) end(err error, closed bool) bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.err != nil {
+		return false
+	}
+	cc.err, cc.closed = err, closed
+	if cc.timer != nil {
+		cc.timer.Stop()
+	}
+	close(cc.done)
+	return true
+}
+
+func (cc *clientConn) ClientID() string                 { return cc.id }
+func (cc *clientConn) Messages() <-chan *pubsub.Message { return cc.msgs }
+func (cc *clientConn) Done() <-chan struct{}            { return cc.done }
+
+func (cc *clientConn) Err() error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.err
+}
+
+// Close closes the WebSocket with a normal close handshake and waits for the
+// Conn's goroutine. It is idempotent.
+func (cc *clientConn) Close() error {
+	if cc.end(&pubsub.Error{Code: pubsub.CodeNotConnected, Message: "connection closed"}, true) {
+		_ = cc.ws.Close(CloseNormal, "")
+	} else {
+		_ = cc.ws.CloseNow()
+	}
+	<-cc.readerDone
+	return nil
+}
+
+// check returns nil while the Conn is live, and otherwise the error its
+// methods return.
+func (cc *clientConn) check() error {
+	select {
+	case <-cc.done:
+	default:
+		return nil
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.closed {
+		return &pubsub.Error{Code: pubsub.CodeNotConnected, Message: "connection closed"}
+	}
+	var perr *pubsub.Error
+	if errors.As(cc.err, &perr) && perr.Code == pubsub.CodeNetworkError {
+		return perr
+	}
+	return &pubsub.Error{Code: pubsub.CodeNetworkError, Message: "connection lost", Err: cc.err}
+}
+
+// newID returns the next request id.
+func (cc *clientConn) newID() string {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.nextID++
+	return strconv.FormatUint(cc.nextID, 10)
+}
+
+// call sends a request frame and waits for its reply.
+func (cc *clientConn) call(ctx context.Context, op, id string, frame []byte) (*serverFrame, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("network: %s: %w", op, err)
+	}
+	if err := cc.check(); err != nil {
+		return nil, err
+	}
+	ch := make(chan *serverFrame, 1)
+	cc.mu.Lock()
+	cc.pending[id] = ch
+	cc.mu.Unlock()
+	defer func() {
+		cc.mu.Lock()
+		delete(cc.pending, id)
+		cc.mu.Unlock()
+	}()
+	wctx, cancel := context.WithTimeout(context.Background(), cc.cl.opts.WriteTimeout)
+	err := cc.ws.Write(wctx, websocket.MessageText, frame)
+	cancel()
+	if err != nil {
+		if err := cc.check(); err != nil {
+			return nil, err
+		}
+		return nil, lostError(op+": write failed", err)
+	}
+	select {
+	case f := <-ch:
+		if f.Type == typeError {
+			if f.Error == nil {
+				return nil, pubsub.Errorf(pubsub.CodeInternal, "network: %s: error frame without an error", op)
+			}
+			return nil, f.Error.err()
+		}
+		return f, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("network: %s: %w", op, ctx.Err())
+	case <-cc.done:
+		return nil, cc.check()
+	}
+}
+
+// Publish sends a publish frame and returns the message as the hub
+// confirmed it. Invalid requests fail locally, without a round trip.
+func (cc *clientConn) Publish(ctx context.Context, req pubsub.PublishRequest) (pubsub.Message, error) {
+	if err := pubsub.CheckPublish(&req); err != nil {
+		return pubsub.Message{}, err
+	}
+	id := cc.newID()
+	frame := appendPublish(nil, id, &req)
+	if cc.serverMax > 0 && int64(len(frame)) > cc.serverMax {
+		return pubsub.Message{}, pubsub.Errorf(pubsub.CodePayloadTooLarge, "publish frame is %d bytes; the server accepts %d", len(frame), cc.serverMax)
+	}
+	f, err := cc.call(ctx, "publish", id, frame)
+	if err != nil {
+		return pubsub.Message{}, err
+	}
+	if f.Message == nil {
+		return pubsub.Message{}, pubsub.Errorf(pubsub.CodeInternal, "network: publish reply without a message")
+	}
+	return *f.Message, nil
+}
+
+func (cc *clientConn) Subscribe(ctx context.Context, req pubsub.SubscribeRequest) error {
+	id := cc.newID()
+	_, err := cc.call(ctx, "subscribe", id, appendSubscribe(nil, id, &req))
+	return err
+}
+
+func (cc *clientConn) Unsubscribe(ctx context.Context, topic string) error {
+	id := cc.newID()
+	_, err := cc.call(ctx, "unsubscribe", id, appendUnsubscribe(nil, id, topic))
+	return err
+}
+
+func (cc *clientConn) History(ctx context.Context, req pubsub.HistoryRequest) (pubsub.HistoryPage, error) {
+	id := cc.newID()
+	f, err := cc.call(ctx, "history", id, appendHistoryRequest(nil, id, &req))
+	if err != nil {
+		return pubsub.HistoryPage{}, err
+	}
+	if f.Messages == nil {
+		f.Messages = []pubsub.Message{}
+	}
+	return pubsub.HistoryPage{Messages: f.Messages, HasMore: f.HasMore}, nil
+}

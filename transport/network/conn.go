@@ -1,0 +1,558 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/plazahq/plaza/pubsub"
+)
+
+// maxBatchBytes is how many bytes of queued messages the server packs into
+// one "messages" frame, and so into one socket write.
+const maxBatchBytes = 64 << 10
+
+// serverConn is one client WebSocket on a Server. Two goroutines serve it:
+// run reads and answers requests, writeLoop delivers what the hub queues.
+type serverConn struct {
+	s      *Server
+	ws     *websocket.Conn
+	nc     net.Conn // the hijacked socket, for write deadlines and cutting off
+	room   string
+	ctx    context.Context // ends when the connection does
+	cancel context.CancelFunc
+
+	// Until authentication: the upgrade request and its credential.
+	req     *http.Request
+	cred    string
+	hasCred bool
+
+	idMu   sync.Mutex
+	id     Identity
+	expiry pubsub.Timer
+
+	hc      pubsub.Conn         // the hub connection; set before writeLoop starts
+	subs    map[string]struct{} // run's goroutine only
+	limiter *rate.Limiter       // run's goroutine only; nil: no cap
+
+	lastSeen atomic.Int64 // Clock time in ns of the last frame or pong received
+	pinging  atomic.Bool  // a heartbeat ping is outstanding
+	closing  atomic.Bool  // someone has begun to close the connection
+
+	reqMu    sync.Mutex // held while a request is handled
+	stopping bool       // guarded by reqMu: Shutdown began, handle nothing more
+}
+
+func (c *serverConn) seen() {
+	c.lastSeen.Store(c.s.opts.Clock.Now().UnixNano())
+}
+
+func (c *serverConn) clientID() string {
+	c.idMu.Lock()
+	defer c.idMu.Unlock()
+	return c.id.ClientID
+}
+
+// run is the connection's reading goroutine.
+func (c *serverConn) run() {
+	defer c.s.wg.Done()
+	defer c.finish()
+	if !c.authenticate() {
+		return
+	}
+	c.s.wg.Add(1)
+	go c.writeLoop()
+	for {
+		bp, err := c.readFrame()
+		if err != nil {
+			return
+		}
+		c.seen()
+		if c.limiter != nil && !c.limiter.AllowN(c.s.opts.Clock.Now(), 1) {
+			putBuf(bp)
+			c.fail(ClosePolicyViolation, pubsub.Errorf(pubsub.CodeRateLimitExceeded, "more than %v frames per second", c.s.opts.MaxFrameRate))
+			return
+		}
+		c.reqMu.Lock()
+		ok := !c.stopping && c.handle(*bp)
+		c.reqMu.Unlock()
+		putBuf(bp)
+		if !ok {
+			return
+		}
+	}
+}
+
+// finish releases everything once the reading goroutine is done.
+func (c *serverConn) finish() {
+	c.closing.Store(true)
+	c.cancel()
+	_ = c.ws.CloseNow()
+	if c.hc != nil {
+		_ = c.hc.Close()
+	}
+	c.idMu.Lock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.idMu.Unlock()
+	c.s.remove(c)
+}
+
+// readFrame reads one text frame into a pooled buffer.
+func (c *serverConn) readFrame() (*[]byte, error) {
+	typ, r, err := c.ws.Reader(context.Background())
+	if err != nil {
+		if websocket.CloseStatus(err) == CloseTooBig || errors.Is(err, websocket.ErrMessageTooBig) {
+			c.closing.Store(true) // the library has sent the close frame
+		}
+		return nil, err
+	}
+	if typ != websocket.MessageText {
+		c.fail(CloseUnsupportedData, pubsub.Errorf(pubsub.CodeInvalidRequest, "binary frames are not supported: send JSON text frames"))
+		return nil, errors.New("binary frame")
+	}
+	bp := getBuf()
+	b := *bp
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*bp = b
+			putBuf(bp)
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				c.closing.Store(true)
+			}
+			return nil, err
+		}
+	}
+	*bp = b
+	return bp, nil
+}
+
+// authenticate runs the authentication phase: it takes the credential from
+// the upgrade request or the first frame, asks Options.Authenticate, connects
+// to the hub and sends the welcome. It reports whether the connection may
+// proceed; if not, it has been closed.
+func (c *serverConn) authenticate() bool {
+	o := &c.s.opts
+	actx, acancel := context.WithCancel(c.ctx)
+	defer acancel()
+	timer := o.Clock.AfterFunc(o.AuthTimeout, func() {
+		acancel()
+		c.failAsync(CloseUnauthenticated, pubsub.Errorf(pubsub.CodeUnauthenticated, "no credentials within %v", o.AuthTimeout))
+	})
+	defer timer.Stop()
+
+	cred, reqID := c.cred, ""
+	if !c.hasCred {
+		bp, err := c.readFrame()
+		if err != nil {
+			return false
+		}
+		req, perr := decodeRequest(*bp)
+		putBuf(bp)
+		if perr == nil && req.Type != typeAuth {
+			perr = pubsub.Errorf(pubsub.CodeUnauthenticated, `the first frame must be {"auth": "<credential>"}`)
+		}
+		if perr != nil {
+			c.fail(CloseUnauthenticated, &pubsub.Error{Code: pubsub.CodeUnauthenticated, Message: perr.Message})
+			return false
+		}
+		cred, reqID = req.Auth, req.ID
+		c.seen()
+	}
+	r := c.req
+	c.req, c.cred = nil, ""
+
+	id, err := o.Authenticate(actx, r, cred)
+	if err != nil {
+		perr := authError(err)
+		o.Logger.Info("network: authentication failed", "room", c.room, "remote", r.RemoteAddr, "err", perr)
+		c.fail(CloseUnauthenticated, perr)
+		return false
+	}
+	if err := pubsub.CheckClientID(id.ClientID); err != nil {
+		o.Logger.Warn("network: Authenticate returned an invalid client id", "id", id.ClientID, "err", err)
+		c.fail(CloseInternal, pubsub.Errorf(pubsub.CodeInternal, "authentication produced an invalid client id"))
+		return false
+	}
+	if !id.Expires.IsZero() && !id.Expires.After(o.Clock.Now()) {
+		c.fail(CloseCredentialsExpired, pubsub.Errorf(pubsub.CodeUnauthenticated, "credentials expired"))
+		return false
+	}
+	hc, err := c.s.t.Connect(actx, pubsub.ConnectRequest{Room: c.room, ClientID: id.ClientID})
+	if err != nil {
+		perr := asPubsubError(err)
+		if actx.Err() != nil {
+			return false // timed out or closed; the close is under way
+		}
+		code := CloseHubEnded
+		if perr.Code == pubsub.CodeUnauthenticated {
+			code = CloseUnauthenticated
+		}
+		c.fail(code, perr)
+		return false
+	}
+	if !timer.Stop() || c.closing.Load() {
+		_ = hc.Close()
+		return false
+	}
+	c.hc = hc
+	c.subs = make(map[string]struct{}, 1)
+	if o.MaxFrameRate > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(o.MaxFrameRate), max(1, int(o.MaxFrameRate)))
+	}
+	c.idMu.Lock()
+	c.id = id
+	c.armExpiry()
+	c.idMu.Unlock()
+	return c.reply(appendWelcome(nil, reqID, c.welcome(id)))
+}
+
+func (c *serverConn) welcome(id Identity) welcome {
+	o := &c.s.opts
+	return welcome{
+		ClientID:         id.ClientID,
+		Expires:          id.Expires,
+		Heartbeat:        o.Heartbeat,
+		MaxFrameBytes:    o.MaxFrameBytes,
+		MaxSubscriptions: max(0, o.MaxSubscriptions),
+	}
+}
+
+// authError is the error a client sees when Authenticate refuses it.
+func authError(err error) *pubsub.Error {
+	var perr *pubsub.Error
+	if errors.As(err, &perr) {
+		return perr
+	}
+	return &pubsub.Error{Code: pubsub.CodeUnauthenticated, Message: err.Error(), Err: err}
+}
+
+// armExpiry schedules the close of the connection when its credentials
+// expire. Call it with idMu held.
+func (c *serverConn) armExpiry() {
+	if c.expiry != nil {
+		c.expiry.Stop()
+		c.expiry = nil
+	}
+	if c.id.Expires.IsZero() {
+		return
+	}
+	clock := c.s.opts.Clock
+	c.expiry = clock.AfterFunc(c.id.Expires.Sub(clock.Now()), func() {
+		c.idMu.Lock()
+		renewed := c.id.Expires.After(clock.Now())
+		c.idMu.Unlock()
+		if !renewed {
+			c.failAsync(CloseCredentialsExpired, pubsub.Errorf(pubsub.CodeUnauthenticated, "credentials expired"))
+		}
+	})
+}
+
+// handle answers one request. It reports false when the connection can no
+// longer be written to.
+func (c *serverConn) handle(data []byte) bool {
+	req, perr := decodeRequest(data)
+	if perr != nil {
+		return c.replyError(req.ID, perr)
+	}
+	switch req.Type {
+	case typeAuth:
+		return c.reauth(req)
+	case typePublish:
+		pr := pubsub.PublishRequest{
+			Topic:          req.Topic,
+			Payload:        req.Payload,
+			To:             req.To,
+			Metadata:       req.Metadata,
+			NoPersist:      req.NoPersist,
+			IdempotencyKey: req.IdempotencyKey,
+		}
+		if err := pubsub.CheckPublish(&pr); err != nil {
+			return c.replyError(req.ID, err)
+		}
+		if err := c.authorize(pubsub.ActionPublish, pr.Topic); err != nil {
+			return c.replyError(req.ID, err)
+		}
+		m, err := c.hc.Publish(c.ctx, pr)
+		if err != nil {
+			return c.replyError(req.ID, err)
+		}
+		bp := getBuf()
+		*bp = appendPublished(*bp, req.ID, &m)
+		return c.replyBuf(bp)
+	case typeSubscribe:
+		if err := pubsub.CheckSubscribeTopic(req.Topic); err != nil {
+			return c.replyError(req.ID, err)
+		}
+		if !(req.Rate >= 0) || math.IsInf(req.Rate, 0) {
+			return c.replyError(req.ID, pubsub.Errorf(pubsub.CodeInvalidRequest, "rate must be a finite number ≥ 0"))
+		}
+		if err := c.authorize(pubsub.ActionSubscribe, req.Topic); err != nil {
+			return c.replyError(req.ID, err)
+		}
+		_, again := c.subs[req.Topic]
+		if max := c.s.opts.MaxSubscriptions; !again && max > 0 && len(c.subs) >= max {
+			return c.replyError(req.ID, pubsub.Errorf(pubsub.CodeTooManySubscriptions, "a connection may hold %d subscriptions", max))
+		}
+		if err := c.hc.Subscribe(c.ctx, pubsub.SubscribeRequest{Topic: req.Topic, Rate: req.Rate}); err != nil {
+			return c.replyError(req.ID, err)
+		}
+		c.subs[req.Topic] = struct{}{}
+		return c.reply(appendTopicReply(nil, typeSubscribed, req.ID, req.Topic))
+	case typeUnsubscribe:
+		if err := pubsub.CheckSubscribeTopic(req.Topic); err != nil {
+			return c.replyError(req.ID, err)
+		}
+		if err := c.hc.Unsubscribe(c.ctx, req.Topic); err != nil {
+			return c.replyError(req.ID, err)
+		}
+		delete(c.subs, req.Topic)
+		return c.reply(appendTopicReply(nil, typeUnsubscribed, req.ID, req.Topic))
+	case typeHistory:
+		hr := pubsub.HistoryRequest{Topic: req.Topic, Before: req.Before, After: req.After, Limit: req.Limit, From: req.From}
+		if err := pubsub.CheckHistory(&hr); err != nil {
+			return c.replyError(req.ID, err)
+		}
+		if err := c.authorize(pubsub.ActionHistory, hr.Topic); err != nil {
+			return c.replyError(req.ID, err)
+		}
+		page, err := c.hc.History(c.ctx, hr)
+		if err != nil {
+			return c.replyError(req.ID, err)
+		}
+		bp := getBuf()
+		*bp = appendHistory(*bp, req.ID, &page)
+		return c.replyBuf(bp)
+	case typePing:
+		return c.reply(appendPong(nil, req.ID))
+	}
+	return c.replyError(req.ID, pubsub.Errorf(pubsub.CodeInvalidRequest, "unknown frame type"))
+}
+
+// reauth renews the connection's credentials. They must prove the same
+// client id; the new expiry replaces the old one.
+func (c *serverConn) reauth(req request) bool {
+	o := &c.s.opts
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	timer := o.Clock.AfterFunc(o.AuthTimeout, cancel)
+	defer timer.Stop()
+	r := &http.Request{
+		Method:     http.MethodGet,
+		URL:        &url.URL{Path: "/" + c.room + "/ws"},
+		Header:     http.Header{},
+		RemoteAddr: c.nc.RemoteAddr().String(),
+	}
+	id, err := o.Authenticate(ctx, r, req.Auth)
+	if err != nil {
+		return c.replyError(req.ID, authError(err))
+	}
+	c.idMu.Lock()
+	if id.ClientID != c.id.ClientID {
+		c.idMu.Unlock()
+		return c.replyError(req.ID, pubsub.Errorf(pubsub.CodePermissionDenied, "new credentials are for another client"))
+	}
+	if !id.Expires.IsZero() && !id.Expires.After(o.Clock.Now()) {
+		c.idMu.Unlock()
+		return c.replyError(req.ID, pubsub.Errorf(pubsub.CodeUnauthenticated, "credentials expired"))
+	}
+	c.id = id
+	c.armExpiry()
+	c.idMu.Unlock()
+	return c.reply(appendWelcome(nil, req.ID, c.welcome(id)))
+}
+
+// authorize asks Options.Authorize about one action.
+func (c *serverConn) authorize(action pubsub.Action, topic string) error {
+	auth := c.s.opts.Authorize
+	if auth == nil {
+		return nil
+	}
+	c.idMu.Lock()
+	id := c.id
+	c.idMu.Unlock()
+	err := auth(c.ctx, id, pubsub.Access{Action: action, Room: c.room, Topic: topic, ClientID: id.ClientID})
+	if err == nil {
+		return nil
+	}
+	var perr *pubsub.Error
+	if errors.As(err, &perr) {
+		return perr
+	}
+	return &pubsub.Error{Code: pubsub.CodePermissionDenied, Message: err.Error(), Err: err}
+}
+
+func (c *serverConn) replyError(id string, err error) bool {
+	bp := getBuf()
+	*bp = appendError(*bp, id, err)
+	return c.replyBuf(bp)
+}
+
+func (c *serverConn) replyBuf(bp *[]byte) bool {
+	ok := c.reply(*bp)
+	putBuf(bp)
+	return ok
+}
+
+// reply writes one frame. It reports false, and cuts the connection off, if
+// the write failed.
+func (c *serverConn) reply(b []byte) bool {
+	if err := c.write(b); err != nil {
+		c.s.opts.Logger.Warn("network: write failed", "room", c.room, "client", c.clientID(), "err", err)
+		c.drop()
+		return false
+	}
+	return true
+}
+
+// write writes one text frame within Options.WriteTimeout.
+func (c *serverConn) write(b []byte) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+	return c.ws.Write(context.Background(), websocket.MessageText, b)
+}
+
+// writeLoop delivers what the hub queues for the connection, packing
+// whatever has piled up into one frame and one write.
+func (c *serverConn) writeLoop() {
+	defer c.s.wg.Done()
+	msgs, done := c.hc.Messages(), c.hc.Done()
+	for {
+		select {
+		case <-done:
+			c.hubEnded()
+			return
+		case m := <-msgs:
+			select {
+			case <-done:
+				c.hubEnded()
+				return
+			default:
+			}
+			if !c.deliver(m, msgs) {
+				return
+			}
+		}
+	}
+}
+
+// deliver writes m and whatever else is queued, up to maxBatchBytes, as one
+// "messages" frame. It reports false when the connection is over.
+func (c *serverConn) deliver(m *pubsub.Message, msgs <-chan *pubsub.Message) bool {
+	bp := getBuf()
+	b := append(*bp, messagesHead...)
+	b = append(b, c.s.cache.get(m)...)
+batch:
+	for len(b) < maxBatchBytes {
+		select {
+		case m := <-msgs:
+			b = append(b, ',')
+			b = append(b, c.s.cache.get(m)...)
+		default:
+			break batch
+		}
+	}
+	b = append(b, messagesTail...)
+	err := c.write(b)
+	*bp = b
+	putBuf(bp)
+	if err != nil {
+		if !c.closing.Load() {
+			c.s.opts.Logger.Warn("network: cutting off a slow or lost connection", "room", c.room, "client", c.clientID(), "err", err)
+		}
+		c.drop()
+		return false
+	}
+	if n := len(msgs); n > c.s.opts.SendQueue {
+		c.fail(CloseSlowConsumer, pubsub.Errorf(pubsub.CodeSlowConsumer, "%d messages waiting, more than %d", n, c.s.opts.SendQueue))
+		return false
+	}
+	return true
+}
+
+// hubEnded closes the connection after the hub ended its side.
+func (c *serverConn) hubEnded() {
+	if c.closing.Load() {
+		return
+	}
+	perr := asPubsubError(c.hc.Err())
+	code := CloseHubEnded
+	if perr.Code == pubsub.CodeSlowConsumer {
+		code = CloseSlowConsumer
+	}
+	c.fail(code, perr)
+}
+
+// fail sends an error frame for err, then closes the connection with code.
+// Only the first closer of a connection acts.
+func (c *serverConn) fail(code websocket.StatusCode, err *pubsub.Error) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	bp := getBuf()
+	*bp = appendError(*bp, "", err)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+	if c.ws.Write(context.Background(), websocket.MessageText, *bp) != nil {
+		putBuf(bp)
+		c.drop()
+		return
+	}
+	putBuf(bp)
+	_ = c.ws.Close(code, closeReason(err))
+}
+
+// failAsync is fail in a goroutine of its own, for timers.
+func (c *serverConn) failAsync(code websocket.StatusCode, err *pubsub.Error) {
+	c.s.goConn(c, func() { c.fail(code, err) })
+}
+
+// goAway closes the connection for Shutdown once its current request is
+// answered.
+func (c *serverConn) goAway() {
+	c.reqMu.Lock()
+	c.stopping = true
+	c.reqMu.Unlock()
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+	_ = c.ws.Close(CloseGoingAway, "server shutting down")
+}
+
+// drop cuts the connection off without a close handshake. It does not block.
+func (c *serverConn) drop() {
+	c.closing.Store(true)
+	_ = c.nc.Close()
+}
+
+// Buffers for frames, shared by all connections so that an idle one holds
+// none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) > 4*maxBatchBytes {
+		return
+	}
+	*bp = (*bp)[:0]
+	bufPool.Put(bp)
+}

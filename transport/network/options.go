@@ -1,0 +1,163 @@
+package network
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/plazahq/plaza/pubsub"
+)
+
+// Identity is who a connection's credentials prove it to be.
+type Identity struct {
+	// ClientID is the identity the hub sees: the From of every message the
+	// connection publishes. It must satisfy pubsub.CheckClientID.
+	ClientID string
+	// Expires, when set, is when the credentials stop being valid: the
+	// server closes the connection then (CloseCredentialsExpired) unless the
+	// client sent newer credentials in an auth frame first. Zero means never.
+	Expires time.Time
+	// Info is anything the application wants to keep with the connection,
+	// such as roles; the server hands it back to Options.Authorize.
+	Info any
+}
+
+// Options configure a [Server]. The zero value serves anonymous clients with
+// the defaults below.
+type Options struct {
+	// Authenticate turns a connection's credential into an Identity. The
+	// credential is the token of an "Authorization: Bearer <token>" header,
+	// the ?token= query parameter, or the "auth" member of the first frame,
+	// whichever the client used (in that order of precedence); it is "" if
+	// the first frame is {"auth": ""}. r is the WebSocket upgrade request;
+	// read its headers, remote address or URL, but not its Context, which ends
+	// with the handshake: use ctx. Returning an error refuses the connection:
+	// a *pubsub.Error keeps its code, anything else becomes UNAUTHENTICATED.
+	// The server never uses an identity the client merely claims.
+	//
+	// Nil means every connection is anonymous: it gets a fresh random
+	// ClientID ("anon-" and 16 hex digits), whatever it sends.
+	Authenticate func(ctx context.Context, r *http.Request, credential string) (Identity, error)
+
+	// Authorize, when set, is asked before every publish, subscribe (the
+	// topic may be a pattern) and history request. An error fails that
+	// request, and only that request: a *pubsub.Error keeps its code,
+	// anything else becomes PERMISSION_DENIED. The hub may apply its own
+	// authorization after this one. Nil means everything is allowed.
+	Authorize func(ctx context.Context, id Identity, a pubsub.Access) error
+
+	// MaxFrameBytes is the largest frame a client may send: a publish with
+	// the largest payload (pubsub.MaxPayloadBytes) plus room for its
+	// envelope. A larger frame closes the connection with CloseTooBig.
+	// Zero means DefaultMaxFrameBytes.
+	MaxFrameBytes int64
+
+	// MaxSubscriptions is the most topics and patterns one connection may
+	// subscribe to at once; one more fails with TOO_MANY_SUBSCRIPTIONS.
+	// Zero means 100; negative means no limit.
+	MaxSubscriptions int
+
+	// AuthTimeout is how long a client that sent no credentials with the
+	// upgrade request has to send its auth frame, and how long Authenticate
+	// may take. Zero means 10 seconds.
+	AuthTimeout time.Duration
+
+	// Heartbeat is how often the server pings every connection (WebSocket
+	// ping frames, which browsers and the Go client answer by themselves).
+	// A connection from which nothing, not even a pong, has arrived for two
+	// heartbeats is dropped as dead. Zero means 30 seconds; negative turns
+	// heartbeats off.
+	Heartbeat time.Duration
+
+	// SendQueue is the most delivered messages that may wait for one
+	// connection while its socket is busy. A connection found with more
+	// waiting is closed with CloseSlowConsumer; other connections are not
+	// affected. The messages wait in the transport Conn's own queue, so
+	// that queue's size (memory.Options.QueueSize) is a bound too: the
+	// smaller one decides. Zero means 256.
+	SendQueue int
+
+	// WriteTimeout is how long one write to a connection's socket may take.
+	// A connection that does not accept its data in time is cut off as a
+	// slow consumer. It runs on the system clock. Zero means 10 seconds.
+	WriteTimeout time.Duration
+
+	// MaxFrameRate is how many frames per second one connection may send,
+	// in bursts of as many. A connection that sends faster is closed with
+	// ClosePolicyViolation. Zero means 1000; negative means no limit.
+	MaxFrameRate float64
+
+	// OriginPatterns lists the browser origins, besides the server's own
+	// host, allowed to open WebSockets, as host patterns for path.Match
+	// ("localhost:*", or with a scheme, "http://127.0.0.1:*"). A
+	// handshake from another origin gets 403. Requests without an Origin
+	// header (non-browser clients) are always allowed. Nil means same-origin
+	// only.
+	OriginPatterns []string
+
+	// Clock tells the time for authentication timeouts, credential expiry,
+	// heartbeats and the frame rate cap. Nil means pubsub.SystemClock{}.
+	Clock pubsub.Clock
+
+	// Logger receives connection-level events: refused handshakes and
+	// authentications at Info, dropped connections at Warn. Nil means
+	// nothing is logged.
+	Logger *slog.Logger
+}
+
+// Defaults for zero Options fields.
+const (
+	// DefaultMaxFrameBytes is pubsub.MaxPayloadBytes (32 KiB) plus 32 KiB
+	// of envelope: topic, recipients, metadata and their JSON escaping.
+	DefaultMaxFrameBytes    = pubsub.MaxPayloadBytes + 32<<10
+	DefaultMaxSubscriptions = 100
+	DefaultAuthTimeout      = 10 * time.Second
+	DefaultHeartbeat        = 30 * time.Second
+	DefaultSendQueue        = 256
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultMaxFrameRate     = 1000
+)
+
+func (o Options) withDefaults() Options {
+	if o.Authenticate == nil {
+		o.Authenticate = anonymous
+	}
+	if o.MaxFrameBytes <= 0 {
+		o.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if o.MaxSubscriptions == 0 {
+		o.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if o.AuthTimeout <= 0 {
+		o.AuthTimeout = DefaultAuthTimeout
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = DefaultHeartbeat
+	}
+	if o.SendQueue <= 0 {
+		o.SendQueue = DefaultSendQueue
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.MaxFrameRate == 0 {
+		o.MaxFrameRate = DefaultMaxFrameRate
+	}
+	if o.Clock == nil {
+		o.Clock = pubsub.SystemClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// anonymous is the Authenticate of a server without one.
+func anonymous(context.Context, *http.Request, string) (Identity, error) {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return Identity{ClientID: "anon-" + hex.EncodeToString(b[:])}, nil
+}

@@ -1,0 +1,250 @@
+package network
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/plazahq/plaza/pubsub"
+)
+
+// Server serves a pubsub.Transport, normally a memory.Hub, to clients in other
+// processes. It is an http.Handler; mount it at the root of a mux or under a
+// prefix with http.StripPrefix.
+//
+// Create one with [NewServer]; the zero value is not usable. A Server is safe
+// for concurrent use. Call [Server.Shutdown] to end its connections: they
+// are hijacked from net/http, so http.Server.Shutdown does not see them.
+type Server struct {
+	t     pubsub.Transport
+	opts  Options
+	mux   *http.ServeMux
+	cache encodeCache
+
+	mu       sync.Mutex
+	conns    map[*serverConn]struct{}
+	shutdown bool
+	beat     pubsub.Timer // the heartbeat; nil while there is no connection
+	wg       sync.WaitGroup
+}
+
+// NewServer returns a Server that serves t with opts. It starts nothing: the
+// Server does its work in the goroutines of the requests it handles and of
+// the connections they open.
+func NewServer(t pubsub.Transport, opts Options) *Server {
+	s := &Server{
+		t:     t,
+		opts:  opts.withDefaults(),
+		mux:   http.NewServeMux(),
+		conns: make(map[*serverConn]struct{}),
+	}
+	s.routes()
+	return s
+}
+
+// routes registers every route of the server. Paths start with the room;
+// each route is a Go 1.22 ServeMux pattern.
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /{room}/ws", s.serveWebSocket)
+}
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// serveWebSocket upgrades GET /{room}/ws and hands the connection to its own
+// goroutine, so that the request's goroutine, and the buffers net/http keeps
+// with it, go away.
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("room")
+	s.mu.Lock()
+	down := s.shutdown
+	s.mu.Unlock()
+	if down {
+		err := pubsub.Errorf(pubsub.CodeNetworkError, "server is shutting down")
+		writeHTTPError(w, httpStatus(err.Code), err)
+		return
+	}
+	cred, hasCred := credential(r)
+	sw := &smallBuffers{ResponseWriter: w}
+	c := &serverConn{s: s, room: room, req: r, cred: cred, hasCred: hasCred}
+	ws, err := websocket.Accept(sw, r, &websocket.AcceptOptions{
+		OriginPatterns: s.opts.OriginPatterns,
+		OnPongReceived: func(context.Context, []byte) { c.seen() },
+	})
+	if err != nil {
+		s.opts.Logger.Info("network: refused WebSocket handshake", "room", room, "remote", r.RemoteAddr, "err", err)
+		return // Accept wrote the response
+	}
+	ws.SetReadLimit(s.opts.MaxFrameBytes)
+	c.ws, c.nc = ws, sw.conn
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.seen()
+	if !s.add(c) {
+		c.cancel()
+		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		ws.Close(CloseGoingAway, "server is shutting down")
+		return
+	}
+	go c.run()
+}
+
+// credential finds the credential of an upgrade request: an Authorization
+// bearer token or a token query parameter.
+func credential(r *http.Request) (string, bool) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		const prefix = "Bearer "
+		if len(h) > len(prefix) && equalFoldASCII(h[:len(prefix)], prefix) {
+			return h[len(prefix):], true
+		}
+		return h, true
+	}
+	if t := r.URL.Query().Get("token"); t != "" {
+		return t, true
+	}
+	return "", false
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// add registers c and counts its reader goroutine. It reports false when the
+// server is shutting down.
+func (s *Server) add(c *serverConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	if s.beat == nil && s.opts.Heartbeat > 0 {
+		s.beat = s.opts.Clock.AfterFunc(s.opts.Heartbeat, s.heartbeat)
+	}
+	return true
+}
+
+// remove forgets c.
+func (s *Server) remove(c *serverConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if len(s.conns) == 0 && s.beat != nil {
+		s.beat.Stop()
+		s.beat = nil
+	}
+}
+
+// goConn runs f in a goroutine that Shutdown waits for, if c is still
+// registered; otherwise f does not run, since c's goroutines are ending.
+func (s *Server) goConn(c *serverConn, f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; !ok {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// heartbeat pings every connection and drops those that have been silent
+// for two heartbeats. It re-arms itself while there are connections.
+func (s *Server) heartbeat() {
+	now := s.opts.Clock.Now()
+	s.mu.Lock()
+	if s.beat == nil || s.shutdown {
+		s.mu.Unlock()
+		return
+	}
+	conns := make([]*serverConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.beat = s.opts.Clock.AfterFunc(s.opts.Heartbeat, s.heartbeat)
+	s.mu.Unlock()
+	dead := now.Add(-2 * s.opts.Heartbeat).UnixNano()
+	for _, c := range conns {
+		if c.lastSeen.Load() <= dead {
+			s.opts.Logger.Warn("network: dropping silent connection", "room", c.room, "client", c.clientID())
+			c.drop()
+			continue
+		}
+		if c.pinging.CompareAndSwap(false, true) {
+			s.goConn(c, func() {
+				defer c.pinging.Store(false)
+				// Ping returns when the pong arrives or the connection
+				// closes; OnPongReceived records the pong.
+				_ = c.ws.Ping(context.Background())
+			})
+		}
+	}
+}
+
+// Shutdown stops accepting connections, lets every connection finish the
+// request it is handling, closes it with CloseGoingAway and waits until all
+// its goroutines are done, or until ctx is done, in which case it cuts the
+// remaining connections off and returns ctx's error. It does not close the
+// transport. Call it once; later calls wait the same way.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	if s.beat != nil {
+		s.beat.Stop()
+		s.beat = nil
+	}
+	conns := make([]*serverConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		s.goConn(c, c.goAway)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, c := range conns {
+			c.drop()
+		}
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Stats are a server's gauges and counters.
+type Stats struct {
+	Connections int    // open WebSocket connections
+	Encoded     uint64 // messages encoded for delivery, once per publish
+}
+
+// Stats returns the server's current figures.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	return Stats{Connections: n, Encoded: s.cache.encodes.Load()}
+}
