@@ -5,16 +5,33 @@
 // [OpenBolt] for one that survives restarts. Both implement [Store], and
 // package historytest checks any Store against the same specification.
 //
+// # Queries
+//
+// A page holds at most Query.Limit messages, oldest first. Without Before or
+// After it is the newest page; with Before it is the messages just older than
+// Before, with After the ones just newer than After (the anchor need not be a
+// stored id). HasMore reports whether more messages exist beyond the page in
+// that direction: older ones for the newest page and for Before, newer ones
+// for After. Only messages the query may see count, for the page and for
+// HasMore: those from a sender in Query.From (when set) and visible to
+// Query.Viewer (see pubsub.Message.VisibleTo). An unknown topic is an empty
+// page, not an error.
+//
 // # Retention
 //
 // Every store keeps at most [Options.MaxMessages] messages per room and topic
-// and drops messages older than [Options.MaxAge]; the oldest go first.
+// and drops messages older than [Options.MaxAge]; the oldest go first. Stores
+// apply retention as they append and query, not on a timer: Query never
+// returns an expired message, but one may stay in memory or on disk until its
+// topic is touched again. Retention never lowers MaxID.
 //
 // # Concurrency
 //
 // Stores are safe for concurrent use. The hub calls Append for one room and
 // topic in increasing id order; calls for different topics may run at the
-// same time.
+// same time. Both stores also accept concurrent calls for one topic and ids
+// that arrive out of order, which they insert in place; appending an id that
+// is already stored replaces that message.
 package history
 
 import (
