@@ -15,18 +15,24 @@ import (
 
 // conn is a connection to a Hub: a pubsub.Conn.
 //
-// Lock order: subMu, then a topic's mu or room.patMu, then a sub's mu, then
-// endMu.
+// Lock order: subMu, then a topic's mu or room.patMu, then the mu of a
+// pattern subscription, then endMu.
 type conn struct {
-	h    *Hub
-	r    *room
-	id   string
-	msgs chan *pubsub.Message // never closed
-	done chan struct{}
+	h  *Hub
+	r  *room
+	id string
+	// idHash is the hash of id for idempotency keys.
+	idHash uint64
+	msgs   chan *pubsub.Message // never closed
+	done   chan struct{}
 
 	state atomic.Int32 // stateLive, stateLost or stateClosed
 	endMu sync.Mutex
 	err   error // why the conn ended; guarded by endMu
+
+	// lastTopic is the topic c last published to, to skip the room's
+	// lookup when it publishes there again.
+	lastTopic atomic.Pointer[topicState]
 
 	subMu sync.Mutex
 	subs  map[string]*sub // by topic or pattern; nil after teardown
@@ -176,7 +182,9 @@ func (c *conn) Subscribe(ctx context.Context, req pubsub.SubscribeRequest) error
 		if t.subs == nil {
 			t.subs = make(map[*conn]*sub)
 		}
+		s.t, s.idx = t, len(t.list)
 		t.subs[c] = s
+		t.list = append(t.list, s)
 		t.mu.Unlock()
 	}
 	c.subs[req.Topic] = s
@@ -206,15 +214,19 @@ func (c *conn) Unsubscribe(ctx context.Context, name string) error {
 // drop ends s and removes it from its topic or room. Call it with c.subMu
 // held.
 func (c *conn) drop(s *sub) {
+	s.lock()
 	s.kill()
 	if s.wild {
+		s.unlock()
 		c.r.removePattern(s)
 		return
 	}
-	t := c.r.lockTopic(s.key)
-	if t.subs[c] == s {
-		delete(t.subs, c)
-	}
+	t := s.t // never forgotten while s is in it
+	delete(t.subs, c)
+	last := t.list[len(t.list)-1]
+	t.list[s.idx], last.idx = last, s.idx
+	t.list[len(t.list)-1] = nil
+	t.list = t.list[:len(t.list)-1]
 	c.h.maybeForget(c.r, t, c.h.clock.Now())
 	t.mu.Unlock()
 }

@@ -34,12 +34,23 @@
 // second's worth and dropping older ones (see [Stats].CapDropped), and
 // releases them as the rate allows.
 //
+// The hub keeps the Payload, To and Metadata of a [pubsub.PublishRequest] in
+// the message it delivers and returns, without copying them: do not modify
+// them after Publish.
+//
 // # Ids
 //
 // Message ids are snowflake ids (package github.com/bwmarrin/snowflake)
 // with the node of [Options.NodeID]. Those of one hub strictly increase,
 // even when the clock steps back, and always lie above the highest id the
 // store held when the hub started, so a restarted hub never reuses an id.
+//
+// # Contexts
+//
+// Connect and every method of a connection that takes a context check it
+// first: when it is done they fail with an error that wraps ctx.Err(), so
+// errors.Is(err, context.Canceled) reports true. The context is then passed
+// to Options.Authorize and to the Store; the hub itself never waits.
 //
 // # Concurrency
 //

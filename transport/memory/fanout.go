@@ -26,9 +26,9 @@ func (f *fanout) run(h *Hub, from *conn, t *topicState, m *pubsub.Message, now t
 			f.to[id] = struct{}{}
 		}
 	}
-	for c, s := range t.subs {
-		if c != from && f.addressed(m, c.id) {
-			f.deliver(s, m)
+	for _, s := range t.list {
+		if s.c != from && f.addressed(m, s.c.id) {
+			f.deliver(s, m) // s's lock is t.mu
 		}
 	}
 	pats := from.r.patterns.Load()
@@ -45,7 +45,9 @@ func (f *fanout) run(h *Hub, from *conn, t *topicState, m *pubsub.Message, now t
 		}
 		for _, s := range pc.subs {
 			if s.pat.Match(m.Topic) {
+				s.mu.Lock()
 				f.deliver(s, m)
+				s.mu.Unlock()
 				break
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -102,6 +103,8 @@ type Hub struct {
 	// keys, publish rate state) before it is forgotten.
 	roomKeep time.Duration
 
+	seed maphash.Seed // for idempotency key hashes
+
 	closed atomic.Bool
 	timers sync.WaitGroup // armed rate cap timers
 
@@ -179,6 +182,7 @@ func New(opts Options) (*Hub, error) {
 		dedup:     opts.DedupWindow,
 		maxSubs:   opts.MaxSubscriptions,
 		rooms:     make(map[string]*room),
+		seed:      maphash.MakeSeed(),
 	}
 	if h.clock == nil {
 		h.clock = pubsub.SystemClock{}
@@ -234,11 +238,12 @@ func (h *Hub) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Co
 		return nil, err
 	}
 	c := &conn{
-		h:    h,
-		id:   id,
-		msgs: make(chan *pubsub.Message, h.queueSize),
-		done: make(chan struct{}),
-		subs: make(map[string]*sub),
+		h:      h,
+		id:     id,
+		idHash: maphash.String(h.seed, id),
+		msgs:   make(chan *pubsub.Message, h.queueSize),
+		done:   make(chan struct{}),
+		subs:   make(map[string]*sub),
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

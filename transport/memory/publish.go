@@ -21,28 +21,10 @@ type topicState struct {
 	dead bool // forgotten by its room; look it up again
 
 	subs map[*conn]*sub // exact subscriptions, at most one per conn
+	list []*sub         // the same, for fan-out
 	lim  *rate.Limiter  // Options.PublishRate; nil when there is none
 
-	// Idempotency keys confirmed within the window, and the same keys
-	// oldest first for expiry.
-	dedup map[dedupKey]dedupEntry
-	dq    []dedupRef
-	dqOff int // dq[:dqOff] have expired
-	seq   uint64
-}
-
-type dedupKey struct{ from, key string }
-
-type dedupEntry struct {
-	msg *pubsub.Message
-	at  time.Time
-	seq uint64
-}
-
-type dedupRef struct {
-	key dedupKey
-	at  time.Time
-	seq uint64
+	dedup dedupSet // idempotency keys
 }
 
 // Publish publishes a message from c. See the package documentation for the
@@ -68,7 +50,20 @@ func (c *conn) Publish(ctx context.Context, req pubsub.PublishRequest) (pubsub.M
 }
 
 func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) (pubsub.Message, error) {
-	t := c.r.lockTopic(req.Topic)
+	t := c.lastTopic.Load()
+	if t != nil && t.name == req.Topic {
+		t.mu.Lock()
+		if t.dead {
+			t.mu.Unlock()
+			t = nil
+		}
+	} else {
+		t = nil
+	}
+	if t == nil {
+		t = c.r.lockTopic(req.Topic)
+		c.lastTopic.Store(t)
+	}
 	if h.closed.Load() {
 		t.mu.Unlock()
 		return pubsub.Message{}, errHubClosed()
@@ -93,14 +88,18 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 			}
 		}
 	}
-	t.expire(now, h.dedup)
-	key := dedupKey{from: c.id, key: req.IdempotencyKey}
-	if key.key != "" {
-		if e, ok := t.dedup[key]; ok && now.Sub(e.at) < h.dedup {
-			m := *e.msg
+	nowNs, window := now.UnixNano(), int64(h.dedup)
+	t.dedup.expire(nowNs, window)
+	key := req.IdempotencyKey
+	var kh uint64
+	var exists bool
+	if key != "" {
+		kh = dedupHash(h.seed, c.idHash, key)
+		var m *pubsub.Message
+		if m, exists = t.dedup.lookup(kh, c.id, key, nowNs, window); m != nil {
 			t.mu.Unlock()
 			h.stats.deduplicated.Add(1)
-			return m, nil
+			return *m, nil
 		}
 	}
 	m := &pubsub.Message{
@@ -124,8 +123,8 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 	}
 	var f fanout
 	f.run(h, c, t, m, now)
-	if key.key != "" {
-		t.remember(key, m, now)
+	if key != "" {
+		t.dedup.add(kh, exists, key, m, nowNs)
 	}
 	t.mu.Unlock()
 
@@ -149,47 +148,12 @@ func (h *Hub) retryAfter(lim *rate.Limiter, now time.Time) time.Duration {
 	return max(d, time.Millisecond)
 }
 
-// expire forgets idempotency keys older than window, oldest first. Call it
-// with t.mu held.
-func (t *topicState) expire(now time.Time, window time.Duration) {
-	for t.dqOff < len(t.dq) {
-		r := &t.dq[t.dqOff]
-		if now.Sub(r.at) < window {
-			break
-		}
-		if e, ok := t.dedup[r.key]; ok && e.seq == r.seq {
-			delete(t.dedup, r.key)
-		}
-		*r = dedupRef{}
-		t.dqOff++
-	}
-	switch {
-	case t.dqOff == len(t.dq):
-		t.dq, t.dqOff = t.dq[:0], 0
-	case t.dqOff >= 64 && t.dqOff >= len(t.dq)/2:
-		n := copy(t.dq, t.dq[t.dqOff:])
-		clear(t.dq[n:])
-		t.dq, t.dqOff = t.dq[:n], 0
-	}
-}
-
-// remember records that key was confirmed with m at now. Call it with t.mu
-// held.
-func (t *topicState) remember(key dedupKey, m *pubsub.Message, now time.Time) {
-	if t.dedup == nil {
-		t.dedup = make(map[dedupKey]dedupEntry)
-	}
-	t.seq++
-	t.dedup[key] = dedupEntry{msg: m, at: now, seq: t.seq}
-	t.dq = append(t.dq, dedupRef{key: key, at: now, seq: t.seq})
-}
-
 // maybeForget removes t from r when nothing in it needs to be kept: no
 // subscriptions, no live idempotency keys and a full publish rate bucket.
 // Call it with t.mu held.
 func (h *Hub) maybeForget(r *room, t *topicState, now time.Time) {
-	t.expire(now, h.dedup)
-	if len(t.subs) > 0 || len(t.dedup) > 0 {
+	t.dedup.expire(now.UnixNano(), int64(h.dedup))
+	if len(t.subs) > 0 || t.dedup.len() > 0 {
 		return
 	}
 	if t.lim != nil && t.lim.TokensAt(now) < float64(h.pubBurst) {

@@ -17,28 +17,43 @@ type sub struct {
 	wild bool          // key is a pattern
 	pat  topic.Pattern // when wild
 
-	// mu serializes deliveries on the subscription with the cap's releases,
-	// so that its messages enter the queue in the order they were offered.
-	// A pattern subscription receives from many topics at once, so this
-	// cannot be the topic's lock.
-	mu    sync.Mutex
+	// The fields below are guarded by the sub's lock, which serializes its
+	// deliveries with its cap's releases, so that messages enter the queue
+	// in the order they were offered. For a topic subscription the lock is
+	// its topic's mu, which every publish to the topic holds already; a
+	// pattern subscription receives from many topics at once and has a
+	// mutex of its own.
+	t     *topicState // the topic of an exact subscription
+	idx   int         // its index in t.list
+	mu    sync.Mutex  // the lock of a pattern subscription
 	dead  bool
 	cap   *ratecap.Cap[*pubsub.Message] // nil: no cap
 	timer pubsub.Timer                  // armed while the cap holds messages
 	buf   []*pubsub.Message             // scratch for releases
 }
 
+func (s *sub) lock() {
+	if s.wild {
+		s.mu.Lock()
+	} else {
+		s.t.mu.Lock()
+	}
+}
+
+func (s *sub) unlock() {
+	if s.wild {
+		s.mu.Unlock()
+	} else {
+		s.t.mu.Unlock()
+	}
+}
+
 // deliver offers m to s at now. It returns how many messages went into the
 // queue, how many the cap dropped, and whether the conn must be torn down
-// for a full queue.
+// for a full queue. Call it with s locked.
 func (s *sub) deliver(m *pubsub.Message, now time.Time) (n int, dropped uint64, slow bool) {
 	c := s.c
-	if c.state.Load() != stateLive {
-		return 0, 0, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dead {
+	if s.dead || c.state.Load() != stateLive {
 		return 0, 0, false
 	}
 	if s.cap != nil {
@@ -57,7 +72,7 @@ func (s *sub) deliver(m *pubsub.Message, now time.Time) (n int, dropped uint64, 
 }
 
 // arm starts the release timer if messages are held and none is running.
-// Call it with s.mu held.
+// Call it with s locked.
 func (s *sub) arm(now time.Time) {
 	if s.timer != nil || s.cap == nil {
 		return
@@ -71,7 +86,7 @@ func (s *sub) arm(now time.Time) {
 	s.timer = h.clock.AfterFunc(d, s.release)
 }
 
-// disarm stops the release timer. Call it with s.mu held.
+// disarm stops the release timer. Call it with s locked.
 func (s *sub) disarm() {
 	if s.timer != nil && s.timer.Stop() {
 		s.c.h.timers.Done()
@@ -84,10 +99,10 @@ func (s *sub) disarm() {
 func (s *sub) release() {
 	h := s.c.h
 	defer h.timers.Done()
-	s.mu.Lock()
+	s.lock()
 	s.timer = nil
 	if s.dead || s.cap == nil {
-		s.mu.Unlock()
+		s.unlock()
 		return
 	}
 	now := h.clock.Now()
@@ -97,7 +112,7 @@ func (s *sub) release() {
 	if !slow {
 		s.arm(now)
 	}
-	s.mu.Unlock()
+	s.unlock()
 	h.stats.delivered.Add(uint64(n))
 	if slow {
 		s.c.teardown()
@@ -105,8 +120,8 @@ func (s *sub) release() {
 }
 
 // pushAll puts ms into the queue in order. It returns how many went in and
-// whether the conn must be torn down for a full queue. Call it with s.mu
-// held.
+// whether the conn must be torn down for a full queue. Call it with s
+// locked.
 func (s *sub) pushAll(ms []*pubsub.Message) (n int, slow bool) {
 	if s.c.state.Load() != stateLive {
 		return 0, false
@@ -125,8 +140,8 @@ func (s *sub) pushAll(ms []*pubsub.Message) (n int, slow bool) {
 // torn down for a full queue.
 func (s *sub) setRate(perSecond float64, now time.Time) (slow bool) {
 	h := s.c.h
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lock()
+	defer s.unlock()
 	switch {
 	case perSecond > 0 && s.cap == nil:
 		s.cap = ratecap.New[*pubsub.Message](perSecond, now)
@@ -154,10 +169,9 @@ func drain(c *ratecap.Cap[*pubsub.Message], now time.Time) []*pubsub.Message {
 	return c.Release(now.Add(1<<62), nil)
 }
 
-// kill ends s: no more deliveries, no timer, held messages discarded.
+// kill ends s: no more deliveries, no timer, held messages discarded. Call
+// it with s locked.
 func (s *sub) kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.dead = true
 	s.disarm()
 	s.cap = nil

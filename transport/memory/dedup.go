@@ -1,0 +1,92 @@
+package memory
+
+import (
+	"hash/maphash"
+
+	"github.com/plazahq/plaza/pubsub"
+)
+
+// dedupSet remembers the messages confirmed for idempotency keys in one
+// topic for a window of time, and forgets them oldest first: each publish
+// expires what has aged out at the front of a FIFO, so no timer is needed.
+//
+// The entries live in the FIFO itself; a map from a 64-bit hash of client
+// and key to an entry's position finds them. A hit is checked against the
+// client and key stored in the entry, so a hash collision costs at most a
+// missed deduplication, never a wrong answer. A dedupSet is guarded by its
+// topic's lock.
+type dedupSet struct {
+	pos  map[uint64]uint64 // hash → position of its entry
+	q    []dedupEntry      // q[off:] are the entries, oldest first
+	off  int
+	base uint64 // the position of q[0]
+}
+
+type dedupEntry struct {
+	h    uint64
+	at   int64 // Unix nanoseconds
+	msg  *pubsub.Message
+	key  string
+	gone bool // replaced by a later entry with the same hash
+}
+
+// dedupHash is the hash of key from a client whose id hashes to idHash.
+func dedupHash(seed maphash.Seed, idHash uint64, key string) uint64 {
+	return maphash.String(seed, key) + idHash*0x9e3779b97f4a7c15
+}
+
+// expire forgets the entries at least window old at now, oldest first.
+func (d *dedupSet) expire(now, window int64) {
+	for d.off < len(d.q) {
+		e := &d.q[d.off]
+		if now-e.at < window {
+			break
+		}
+		if !e.gone {
+			delete(d.pos, e.h)
+		}
+		*e = dedupEntry{}
+		d.off++
+	}
+	switch {
+	case d.off == len(d.q):
+		d.base += uint64(d.off)
+		d.q, d.off = d.q[:0], 0
+	case d.off >= 64 && d.off >= len(d.q)/2:
+		n := copy(d.q, d.q[d.off:])
+		clear(d.q[n:])
+		d.base += uint64(d.off)
+		d.q, d.off = d.q[:n], 0
+	}
+}
+
+// lookup returns the message confirmed for key from client from within
+// window before now, or nil. It also reports whether an entry with hash h
+// exists, which add needs to know.
+func (d *dedupSet) lookup(h uint64, from, key string, now, window int64) (m *pubsub.Message, exists bool) {
+	p, ok := d.pos[h]
+	if !ok {
+		return nil, false
+	}
+	e := &d.q[p-d.base]
+	if e.key != key || e.msg.From != from || now-e.at >= window {
+		return nil, true
+	}
+	return e.msg, true
+}
+
+// add remembers that key was confirmed with m at now; exists is what lookup
+// reported for h.
+func (d *dedupSet) add(h uint64, exists bool, key string, m *pubsub.Message, now int64) {
+	if d.pos == nil {
+		d.pos = make(map[uint64]uint64)
+	}
+	if exists {
+		d.q[d.pos[h]-d.base].gone = true
+	}
+	d.pos[h] = d.base + uint64(len(d.q))
+	d.q = append(d.q, dedupEntry{h: h, at: now, msg: m, key: key})
+}
+
+// len returns how many keys are remembered.
+func (d *dedupSet) len() int { return len(d.pos) }
