@@ -21,7 +21,8 @@ import (
 )
 
 // Options configure a [Hub]. The zero value is a hub with in-memory history,
-// the system clock, no publish rate cap and no authorization.
+// the system clock, no publish rate cap and no authorization. New reads an
+// Options once and keeps no reference to it.
 type Options struct {
 	// Store keeps the history. Nil means a history.NewMemory store with the
 	// default retention and Clock, which the Hub owns and closes. A Store
@@ -75,7 +76,9 @@ const (
 	DefaultDedupWindow = 2 * time.Minute
 )
 
-// Stats are a hub's counters since it was created.
+// Stats are a hub's counters since it was created: a snapshot copied out by
+// [Hub.Stats], a plain value that no one else changes. The zero value is a
+// hub that has done nothing.
 type Stats struct {
 	Connections   int    // live connections
 	Published     uint64 // messages confirmed, not counting deduplicated repeats
@@ -133,7 +136,9 @@ type room struct {
 	conns   map[*conn]struct{}
 	idleGen uint64 // bumped whenever the room gains a connection
 
-	topics sync.Map // topic name → *topicState
+	topics    sync.Map     // topic name → *topicState
+	sweepMu   sync.Mutex   // held by maybeSweep
+	nextSweep atomic.Int64 // Unix nanoseconds of the next sweep
 
 	patMu    sync.Mutex                     // serializes writers of patterns
 	patterns atomic.Pointer[[]*patternConn] // copy on write

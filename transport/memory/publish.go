@@ -138,6 +138,7 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 	for _, s := range f.slow {
 		s.teardown()
 	}
+	h.maybeSweep(c.r, now)
 	return *m, nil
 }
 
@@ -161,4 +162,30 @@ func (h *Hub) maybeForget(r *room, t *topicState, now time.Time) {
 	}
 	t.dead = true
 	r.topics.CompareAndDelete(t.name, t)
+}
+
+// maybeSweep, at most once per half window in each room, expires the
+// idempotency keys of every topic and forgets the topics that
+// maybeForget would, so that topics nobody publishes to any more release
+// their memory while the room lives on.
+func (h *Hub) maybeSweep(r *room, now time.Time) {
+	ns := now.UnixNano()
+	if ns < r.nextSweep.Load() || !r.sweepMu.TryLock() {
+		return
+	}
+	defer r.sweepMu.Unlock()
+	if ns < r.nextSweep.Load() {
+		return
+	}
+	r.nextSweep.Store(ns + int64(h.dedup/2))
+	r.topics.Range(func(_, v any) bool {
+		t := v.(*topicState)
+		if t.mu.TryLock() {
+			if !t.dead {
+				h.maybeForget(r, t, now)
+			}
+			t.mu.Unlock()
+		}
+		return true
+	})
 }

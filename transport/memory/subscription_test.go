@@ -213,3 +213,29 @@ func TestUnusedTopicStateIsForgotten(t *testing.T) {
 		t.Errorf("received %d messages after subscribing again, want 1", n)
 	}
 }
+
+func TestIdleTopicIsForgotten(t *testing.T) {
+	t.Parallel()
+	h, clock := newHub(t, Options{DedupWindow: time.Minute, PublishRate: 1})
+	a := connect(t, h, "lobby", "alice")
+	r := a.(*conn).r
+	publish(t, a, pubsub.PublishRequest{Topic: "old", IdempotencyKey: "k"})
+	clock.Advance(40 * time.Second)
+	publish(t, a, pubsub.PublishRequest{Topic: "new", IdempotencyKey: "k"})
+	if _, ok := r.topics.Load("old"); !ok {
+		t.Fatalf("topic forgotten while its idempotency key is live")
+	}
+	clock.Advance(40 * time.Second)
+	publish(t, a, pubsub.PublishRequest{Topic: "new", IdempotencyKey: "j"})
+	if _, ok := r.topics.Load("old"); ok {
+		t.Errorf("topic kept a window after its last publish")
+	}
+	if _, ok := r.topics.Load("new"); !ok {
+		t.Errorf("topic with a live idempotency key forgotten")
+	}
+	// The publish rate state of a forgotten topic was full anyway.
+	publish(t, a, pubsub.PublishRequest{Topic: "old", IdempotencyKey: "k"})
+	if got := h.Stats().Deduplicated; got != 0 {
+		t.Errorf("Deduplicated = %d, want 0", got)
+	}
+}
