@@ -16,7 +16,7 @@ import (
 // conn is a connection to a Hub: a pubsub.Conn.
 //
 // Lock order: subMu, then a topic's mu or room.patMu, then the mu of a
-// pattern subscription, then endMu.
+// pattern subscription, then endMu. Hub.mu is never held with another lock.
 type conn struct {
 	h  *Hub
 	r  *room

@@ -18,7 +18,7 @@ type fanout struct {
 // run delivers m, published by from in topic t, to every subscriber but
 // from: through its exact subscription to t if it has one, else through its
 // oldest matching pattern. Call it with t.mu held.
-func (f *fanout) run(h *Hub, from *conn, t *topicState, m *pubsub.Message, now time.Time) {
+func (f *fanout) run(from *conn, t *topicState, m *pubsub.Message, now time.Time) {
 	f.now = now
 	if len(m.To) > 8 {
 		f.to = make(map[string]struct{}, len(m.To))

@@ -122,7 +122,7 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 		}
 	}
 	var f fanout
-	f.run(h, c, t, m, now)
+	f.run(c, t, m, now)
 	if key != "" {
 		t.dedup.add(kh, exists, key, m, nowNs)
 	}
