@@ -1,8 +1,10 @@
 package network
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/plazahq/plaza/pubsub"
 )
@@ -44,6 +46,12 @@ func (c *encodeCache) get(m *pubsub.Message) []byte {
 		return e.enc
 	}
 	enc := appendMessage(make([]byte, 0, 160+len(m.Payload)), m)
+	if !utf8.Valid(enc) {
+		// Only a payload from an in-process publisher can get here with
+		// invalid UTF-8, which browsers refuse in text frames. In valid JSON
+		// it can only sit inside strings, where U+FFFD keeps it valid.
+		enc = bytes.ToValidUTF8(enc, []byte("\uFFFD"))
+	}
 	c.encodes.Add(1)
 	s.e.Store(&cacheEntry{m: m, enc: enc})
 	return enc

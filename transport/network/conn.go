@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -416,6 +418,9 @@ func (c *serverConn) replyBuf(bp *[]byte) bool {
 // reply writes one frame. It reports false, and cuts the connection off, if
 // the write failed.
 func (c *serverConn) reply(b []byte) bool {
+	if !utf8.Valid(b) {
+		b = bytes.ToValidUTF8(b, []byte("\uFFFD")) // see encodeCache.get
+	}
 	if err := c.write(b); err != nil {
 		c.s.opts.Logger.Warn("network: write failed", "room", c.room, "client", c.clientID(), "err", err)
 		c.drop()

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -43,24 +42,25 @@ const (
 // maxRequestID is the longest request id, in digits.
 const maxRequestID = 19
 
-// wireRequest is a client frame as JSON decodes it. Fields whose type errors
-// must map to a specific code, or whose form is checked by hand, stay raw.
+// wireRequest is a client frame as JSON first decodes it: every member raw,
+// so that a member a frame type does not use can never make it fail, and
+// each used member is decoded with the error code that fits it.
 type wireRequest struct {
-	V              *int              `json:"v"`
-	Type           string            `json:"type"`
-	ID             json.RawMessage   `json:"id"`
-	Auth           *string           `json:"auth"`
-	Topic          string            `json:"topic"`
-	Payload        json.RawMessage   `json:"payload"`
-	To             []string          `json:"to"`
-	Metadata       map[string]string `json:"metadata"`
-	Persist        *bool             `json:"persist"`
-	IdempotencyKey string            `json:"idempotencyKey"`
-	Rate           float64           `json:"rate"`
-	Before         json.RawMessage   `json:"before"`
-	After          json.RawMessage   `json:"after"`
-	Limit          int               `json:"limit"`
-	From           []string          `json:"from"`
+	V              json.RawMessage `json:"v"`
+	Type           json.RawMessage `json:"type"`
+	ID             json.RawMessage `json:"id"`
+	Auth           json.RawMessage `json:"auth"`
+	Topic          json.RawMessage `json:"topic"`
+	Payload        json.RawMessage `json:"payload"`
+	To             json.RawMessage `json:"to"`
+	Metadata       json.RawMessage `json:"metadata"`
+	Persist        json.RawMessage `json:"persist"`
+	IdempotencyKey json.RawMessage `json:"idempotencyKey"`
+	Rate           json.RawMessage `json:"rate"`
+	Before         json.RawMessage `json:"before"`
+	After          json.RawMessage `json:"after"`
+	Limit          json.RawMessage `json:"limit"`
+	From           json.RawMessage `json:"from"`
 }
 
 // request is a decoded client frame.
@@ -87,54 +87,80 @@ type request struct {
 // to send back and, when the frame had a valid id, the request with that id set
 // so the error frame can carry it.
 func decodeRequest(data []byte) (request, *pubsub.Error) {
+	if !utf8.Valid(data) {
+		// RFC 6455 text frames are UTF-8; a browser drops a connection that
+		// receives anything else, so nothing else may reach a subscriber.
+		return request{}, pubsub.Errorf(pubsub.CodeInvalidRequest, "frame is not valid UTF-8")
+	}
 	var w wireRequest
-	err := json.Unmarshal(data, &w)
-	var typeErr *json.UnmarshalTypeError
-	if err != nil && !errors.As(err, &typeErr) {
+	if err := json.Unmarshal(data, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return request{}, pubsub.Errorf(pubsub.CodeInvalidRequest, "a frame must be a JSON object, not %s", te.Value)
+		}
 		return request{}, pubsub.Errorf(pubsub.CodeInvalidRequest, "malformed JSON frame: %s", jsonProblem(err))
 	}
 	var req request
-	if w.ID != nil {
+	if present(w.ID) {
 		id, ok := parseRequestID(w.ID)
 		if !ok {
 			return request{}, pubsub.Errorf(pubsub.CodeInvalidRequest, "id must be a string of 1 to %d decimal digits", maxRequestID)
 		}
 		req.ID = id
 	}
-	if typeErr != nil {
-		return req, fieldError(typeErr)
+	if present(w.V) {
+		var v int
+		if json.Unmarshal(w.V, &v) != nil || v != ProtocolVersion {
+			return req, pubsub.Errorf(pubsub.CodeInvalidRequest, "unsupported protocol version %s; this server speaks %d", clip(string(w.V), 16), ProtocolVersion)
+		}
 	}
-	if w.V != nil && *w.V != ProtocolVersion {
-		return req, pubsub.Errorf(pubsub.CodeInvalidRequest, "unsupported protocol version %d; this server speaks %d", *w.V, ProtocolVersion)
+	if err := field(w.Type, &req.Type, pubsub.CodeInvalidRequest, "type"); err != nil {
+		return req, err
 	}
-	req.Type = w.Type
-	if w.Auth != nil {
-		req.Auth, req.HasAuth = *w.Auth, true
+	if present(w.Auth) {
+		if err := field(w.Auth, &req.Auth, pubsub.CodeInvalidRequest, "auth"); err != nil {
+			return req, err
+		}
+		req.HasAuth = true
 		if req.Type == "" {
 			req.Type = typeAuth
 		}
 	}
+	var err *pubsub.Error
 	switch req.Type {
 	case typeAuth:
 		if !req.HasAuth {
-			return req, pubsub.Errorf(pubsub.CodeInvalidRequest, `auth frame has no "auth" field`)
+			return req, pubsub.Errorf(pubsub.CodeInvalidRequest, `auth frame has no "auth" member`)
 		}
 	case typePublish:
-		req.Topic, req.Payload, req.To, req.Metadata = w.Topic, w.Payload, w.To, w.Metadata
-		req.NoPersist = w.Persist != nil && !*w.Persist
-		req.IdempotencyKey = w.IdempotencyKey
+		var persist *bool
+		req.Payload = w.Payload
+		err = firstError(
+			field(w.Topic, &req.Topic, pubsub.CodeInvalidTopicName, "topic"),
+			field(w.To, &req.To, pubsub.CodeInvalidRequest, "to"),
+			field(w.Metadata, &req.Metadata, pubsub.CodeInvalidPayload, "metadata"),
+			field(w.Persist, &persist, pubsub.CodeInvalidRequest, "persist"),
+			field(w.IdempotencyKey, &req.IdempotencyKey, pubsub.CodeInvalidRequest, "idempotencyKey"),
+		)
+		req.NoPersist = persist != nil && !*persist
 	case typeSubscribe:
-		req.Topic, req.Rate = w.Topic, w.Rate
+		err = firstError(
+			field(w.Topic, &req.Topic, pubsub.CodeInvalidTopicName, "topic"),
+			field(w.Rate, &req.Rate, pubsub.CodeInvalidRequest, "rate"),
+		)
 	case typeUnsubscribe:
-		req.Topic = w.Topic
+		err = field(w.Topic, &req.Topic, pubsub.CodeInvalidTopicName, "topic")
 	case typeHistory:
-		req.Topic, req.Limit, req.From = w.Topic, w.Limit, w.From
-		var perr *pubsub.Error
-		if req.Before, perr = parseAnchor("before", w.Before); perr != nil {
-			return req, perr
+		err = firstError(
+			field(w.Topic, &req.Topic, pubsub.CodeInvalidTopicName, "topic"),
+			field(w.Limit, &req.Limit, pubsub.CodeInvalidLimit, "limit"),
+			field(w.From, &req.From, pubsub.CodeInvalidRequest, "from"),
+		)
+		if err == nil {
+			req.Before, err = parseAnchor("before", w.Before)
 		}
-		if req.After, perr = parseAnchor("after", w.After); perr != nil {
-			return req, perr
+		if err == nil {
+			req.After, err = parseAnchor("after", w.After)
 		}
 	case typePing:
 	case "":
@@ -142,7 +168,41 @@ func decodeRequest(data []byte) (request, *pubsub.Error) {
 	default:
 		return req, pubsub.Errorf(pubsub.CodeInvalidRequest, "unknown frame type %q", clip(req.Type, 32))
 	}
-	return req, nil
+	return req, err
+}
+
+// present reports whether a member was in the frame with a value other than
+// null.
+func present(raw json.RawMessage) bool {
+	return raw != nil && string(raw) != "null"
+}
+
+// field decodes a member into dst, if present; a value of the wrong type fails
+// with code.
+func field(raw json.RawMessage, dst any, code pubsub.Code, name string) *pubsub.Error {
+	if !present(raw) {
+		return nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			if te.Field != "" {
+				name += "." + te.Field
+			}
+			return pubsub.Errorf(code, "%q must not be %s", name, te.Value)
+		}
+		return pubsub.Errorf(code, "%q: %v", name, err)
+	}
+	return nil
+}
+
+func firstError(errs ...*pubsub.Error) *pubsub.Error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // parseRequestID accepts a JSON string of 1 to maxRequestID decimal digits.
@@ -162,7 +222,7 @@ func parseRequestID(raw json.RawMessage) (string, bool) {
 // parseAnchor parses a history anchor: absent, or a message id as a decimal
 // string.
 func parseAnchor(field string, raw json.RawMessage) (pubsub.ID, *pubsub.Error) {
-	if raw == nil || string(raw) == "null" {
+	if !present(raw) {
 		return 0, nil
 	}
 	var s string
@@ -174,24 +234,6 @@ func parseAnchor(field string, raw json.RawMessage) (pubsub.ID, *pubsub.Error) {
 		return 0, pubsub.Errorf(pubsub.CodeInvalidHistoryOpts, "%s: invalid message id %q", field, clip(s, 24))
 	}
 	return id, nil
-}
-
-// fieldError maps a JSON type error to the code of the field it concerns.
-func fieldError(e *json.UnmarshalTypeError) *pubsub.Error {
-	code := pubsub.CodeInvalidRequest
-	switch e.Field {
-	case "limit":
-		code = pubsub.CodeInvalidLimit
-	case "topic":
-		code = pubsub.CodeInvalidTopicName
-	}
-	if strings.HasPrefix(e.Field, "metadata") {
-		code = pubsub.CodeInvalidPayload
-	}
-	if e.Field == "" {
-		return pubsub.Errorf(code, "a frame must be a JSON object, not %s", e.Value)
-	}
-	return pubsub.Errorf(code, "field %q must not be %s", e.Field, e.Value)
 }
 
 // jsonProblem shortens a JSON syntax error for an error frame.

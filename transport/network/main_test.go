@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -53,8 +54,9 @@ type fixture struct {
 // newFixture starts a memory hub (with hopts) behind a Server (with opts)
 // on an httptest server on 127.0.0.1, and a Client for it. Unless opts has an
 // Authenticate it uses testAuthenticate; unless opts has a Clock, the server
-// and hub share a fake clock. Everything stops when the test ends.
-func newFixture(tb testing.TB, hopts memory.Options, opts Options) *fixture {
+// and hub share a fake clock. wrap, if given, wraps the listener. Everything
+// stops when the test ends.
+func newFixture(tb testing.TB, hopts memory.Options, opts Options, wrap ...func(net.Listener) net.Listener) *fixture {
 	tb.Helper()
 	f := &fixture{}
 	if opts.Clock == nil {
@@ -73,7 +75,11 @@ func newFixture(tb testing.TB, hopts memory.Options, opts Options) *fixture {
 	}
 	f.hub = hub
 	f.srv = NewServer(hub, opts)
-	f.ts = httptest.NewServer(f.srv)
+	f.ts = httptest.NewUnstartedServer(f.srv)
+	for _, w := range wrap {
+		f.ts.Listener = w(f.ts.Listener)
+	}
+	f.ts.Start()
 	f.client, err = NewClient(f.ts.URL, nil)
 	if err != nil {
 		tb.Fatalf("NewClient(%q) = %v", f.ts.URL, err)
