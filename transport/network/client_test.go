@@ -1,0 +1,209 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/transport/memory"
+)
+
+func TestNewClient(t *testing.T) {
+	tests := []struct {
+		url  string
+		want string // the URL of room "lobby"; "" means NewClient fails
+	}{
+		{"ws://127.0.0.1:8080", "ws://127.0.0.1:8080/lobby/ws"},
+		{"ws://127.0.0.1:8080/", "ws://127.0.0.1:8080/lobby/ws"},
+		{"http://127.0.0.1:8080/plaza/", "ws://127.0.0.1:8080/plaza/lobby/ws"},
+		{"https://127.0.0.1/a%20b", "wss://127.0.0.1/a%20b/lobby/ws"},
+		{"wss://[::1]:443/x?tenant=7", "wss://[::1]:443/x/lobby/ws?tenant=7"},
+		{"ftp://127.0.0.1", ""},
+		{"127.0.0.1:8080", ""},
+		{"ws:///nohost", ""},
+		{"ws://127.0.0.1:8080/%zz", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			c, err := NewClient(tt.url, nil)
+			if tt.want == "" {
+				if err == nil {
+					t.Errorf("NewClient(%q) = %v, want an error", tt.url, c.base)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("NewClient(%q) = %v", tt.url, err)
+			}
+			if got := c.roomURL("lobby"); got != tt.want {
+				t.Errorf("room URL = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestClientConnectErrors(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, memory.Options{}, Options{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "ws://" + l.Addr().String()
+	l.Close()
+	nowhere, _ := NewClient(closed, nil)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name   string
+		client *Client
+		ctx    context.Context
+		req    pubsub.ConnectRequest
+		want   error
+	}{
+		{"nothing listening", nowhere, ctxT(t), pubsub.ConnectRequest{Room: "lobby"}, pubsub.ErrNetwork},
+		{"context done", f.client, cancelled, pubsub.ConnectRequest{Room: "lobby", Token: "test-token:a"}, context.Canceled},
+		{"bad credentials", f.client, ctxT(t), pubsub.ConnectRequest{Room: "lobby", Token: "nope"}, pubsub.ErrUnauthenticated},
+		{"room the hub refuses", f.client, ctxT(t), pubsub.ConnectRequest{Room: "a b", Token: "test-token:a"}, pubsub.ErrInvalidRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := tt.client.Connect(tt.ctx, tt.req)
+			if !errors.Is(err, tt.want) {
+				if c != nil {
+					c.Close()
+				}
+				t.Errorf("Connect() = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestClientConn(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	f := newFixture(t, memory.Options{}, Options{
+		MaxFrameBytes: 4096,
+		Authorize: func(_ context.Context, _ Identity, a pubsub.Access) error {
+			if a.Topic == "slow" {
+				entered <- struct{}{}
+				<-release
+			}
+			return nil
+		},
+	})
+	ctx := ctxT(t)
+	c := f.connect(t, "lobby", "alice")
+
+	t.Run("frame too large for the server", func(t *testing.T) {
+		_, err := c.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`"` + strings.Repeat("x", 5000) + `"`)})
+		if !errors.Is(err, pubsub.ErrPayloadTooLarge) {
+			t.Errorf("Publish(5000 bytes) = %v, want PAYLOAD_TOO_LARGE", err)
+		}
+	})
+	t.Run("invalid payload fails locally", func(t *testing.T) {
+		_, err := c.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`{nope`)})
+		if !errors.Is(err, pubsub.ErrInvalidPayload) {
+			t.Errorf("Publish(invalid JSON) = %v, want INVALID_PAYLOAD", err)
+		}
+	})
+	t.Run("cancelled while waiting", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.Publish(cctx, pubsub.PublishRequest{Topic: "slow", Payload: []byte(`1`)})
+			errc <- err
+		}()
+		<-entered
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Errorf("Publish() = %v, want context.Canceled", err)
+		}
+		close(release)
+		// The late reply is dropped and the Conn carries on.
+		if _, err := c.History(ctx, pubsub.HistoryRequest{Topic: "slow"}); err != nil {
+			t.Errorf("History() after a cancelled Publish = %v", err)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		d := f.connect(t, "lobby", "dora")
+		if err := d.Close(); err != nil {
+			t.Fatalf("Close() = %v", err)
+		}
+		if err := d.Close(); err != nil {
+			t.Errorf("second Close() = %v", err)
+		}
+		if err := d.Err(); !errors.Is(err, pubsub.ErrNotConnected) {
+			t.Errorf("Err() = %v, want NOT_CONNECTED", err)
+		}
+		if _, err := d.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`1`)}); !errors.Is(err, pubsub.ErrNotConnected) {
+			t.Errorf("Publish() after Close = %v, want NOT_CONNECTED", err)
+		}
+	})
+}
+
+func TestClientQueueFull(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, memory.Options{}, Options{})
+	client, err := NewClient(f.ts.URL, &DialOptions{QueueSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	c, err := client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Subscribe(ctx, pubsub.SubscribeRequest{Topic: "chat"}); err != nil {
+		t.Fatal(err)
+	}
+	pub := f.connect(t, "lobby", "alice")
+	for i := range 3 {
+		if _, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`1`)}); err != nil {
+			t.Fatalf("Publish(#%d) = %v", i+1, err)
+		}
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(waitTimeout):
+		t.Fatal("Conn with a full queue still live")
+	}
+	if err := c.Err(); !errors.Is(err, pubsub.ErrSlowConsumer) {
+		t.Errorf("Err() = %v, want SLOW_CONSUMER", err)
+	}
+	if got := len(c.Messages()); got != 2 {
+		t.Errorf("%d messages kept, want the 2 that fit", got)
+	}
+}
+
+func TestCloseCodeError(t *testing.T) {
+	tests := []struct {
+		code int
+		want pubsub.Code
+	}{
+		{int(CloseGoingAway), pubsub.CodeNetworkError},
+		{int(CloseUnsupportedData), pubsub.CodeInvalidRequest},
+		{int(ClosePolicyViolation), pubsub.CodeRateLimitExceeded},
+		{int(CloseTooBig), pubsub.CodePayloadTooLarge},
+		{int(CloseInternal), pubsub.CodeInternal},
+		{int(CloseUnauthenticated), pubsub.CodeUnauthenticated},
+		{int(CloseCredentialsExpired), pubsub.CodeUnauthenticated},
+		{int(CloseSlowConsumer), pubsub.CodeSlowConsumer},
+		{int(CloseHubEnded), pubsub.CodeNetworkError},
+		{4999, pubsub.CodeNetworkError},
+	}
+	for _, tt := range tests {
+		if got := closeCodeError(statusCode(tt.code), "").Code; got != tt.want {
+			t.Errorf("close code %d maps to %s, want %s", tt.code, got, tt.want)
+		}
+	}
+}
+
+func statusCode(c int) websocket.StatusCode { return websocket.StatusCode(c) }
