@@ -16,10 +16,9 @@ import (
 // missed deduplication, never a wrong answer. A dedupSet is guarded by its
 // topic's lock.
 type dedupSet struct {
-	pos  map[uint64]uint64 // hash → position of its entry
-	q    []dedupEntry      // q[off:] are the entries, oldest first
-	off  int
-	base uint64 // the position of q[0]
+	pos        map[uint64]uint64 // hash → position of its entry
+	ring       []dedupEntry      // entry at position p is ring[p&(len(ring)-1)]
+	head, tail uint64            // the live entries are at positions [head, tail)
 }
 
 type dedupEntry struct {
@@ -37,27 +36,22 @@ func dedupHash(seed maphash.Seed, idHash uint64, key string) uint64 {
 
 // expire forgets the entries at least window old at now, oldest first.
 func (d *dedupSet) expire(now, window int64) {
-	for d.off < len(d.q) {
-		e := &d.q[d.off]
+	for d.head < d.tail {
+		e := d.at(d.head)
 		if now-e.at < window {
-			break
+			return
 		}
 		if !e.gone {
 			delete(d.pos, e.h)
 		}
 		*e = dedupEntry{}
-		d.off++
+		d.head++
 	}
-	switch {
-	case d.off == len(d.q):
-		d.base += uint64(d.off)
-		d.q, d.off = d.q[:0], 0
-	case d.off >= 64 && d.off >= len(d.q)/2:
-		n := copy(d.q, d.q[d.off:])
-		clear(d.q[n:])
-		d.base += uint64(d.off)
-		d.q, d.off = d.q[:n], 0
-	}
+}
+
+// at returns the entry at position p.
+func (d *dedupSet) at(p uint64) *dedupEntry {
+	return &d.ring[p&uint64(len(d.ring)-1)]
 }
 
 // lookup returns the message confirmed for key from client from within
@@ -68,7 +62,7 @@ func (d *dedupSet) lookup(h uint64, from, key string, now, window int64) (m *pub
 	if !ok {
 		return nil, false
 	}
-	e := &d.q[p-d.base]
+	e := d.at(p)
 	if e.key != key || e.msg.From != from || now-e.at >= window {
 		return nil, true
 	}
@@ -82,10 +76,23 @@ func (d *dedupSet) add(h uint64, exists bool, key string, m *pubsub.Message, now
 		d.pos = make(map[uint64]uint64)
 	}
 	if exists {
-		d.q[d.pos[h]-d.base].gone = true
+		d.at(d.pos[h]).gone = true
 	}
-	d.pos[h] = d.base + uint64(len(d.q))
-	d.q = append(d.q, dedupEntry{h: h, at: now, msg: m, key: key})
+	if d.tail-d.head == uint64(len(d.ring)) {
+		d.grow()
+	}
+	d.pos[h] = d.tail
+	*d.at(d.tail) = dedupEntry{h: h, at: now, msg: m, key: key}
+	d.tail++
+}
+
+// grow doubles the ring.
+func (d *dedupSet) grow() {
+	old := d.ring
+	d.ring = make([]dedupEntry, max(2*len(old), 16))
+	for p := d.head; p < d.tail; p++ {
+		*d.at(p) = old[p&uint64(len(old)-1)]
+	}
 }
 
 // len returns how many keys are remembered.

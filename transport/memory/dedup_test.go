@@ -48,26 +48,28 @@ func TestDedupSet(t *testing.T) {
 		}
 	}
 	d.expire(100*window, window)
-	if d.len() != 0 || len(d.q) != 0 {
-		t.Errorf("after everything expired: %d keys, %d queued; want none", d.len(), len(d.q))
+	if d.len() != 0 || d.head != d.tail {
+		t.Errorf("after everything expired: %d keys, %d queued; want none", d.len(), d.tail-d.head)
 	}
 }
 
-func TestDedupSetCompacts(t *testing.T) {
+func TestDedupSetRing(t *testing.T) {
 	t.Parallel()
 	var d dedupSet
 	const window = 1000
 	for i := range int64(10000) {
 		d.expire(i, window)
 		d.add(uint64(i), false, "k", &pubsub.Message{}, i)
-		if n := len(d.q) - d.off; n > window {
+		if n := d.tail - d.head; n > window {
 			t.Fatalf("at %d: %d entries, want at most %d", i, n, window)
 		}
 	}
-	if c := cap(d.q); c > 4*window {
-		t.Errorf("cap(q) = %d after a steady state of %d entries", c, window)
+	if n := len(d.ring); n > 2*window {
+		t.Errorf("ring of %d after a steady state of %d entries", n, window)
 	}
-	if m, _ := d.lookup(9999, "", "k", 9999, window); m == nil {
-		t.Errorf("newest key not found after compactions")
+	for _, h := range []uint64{9001, 9500, 9999} {
+		if m, _ := d.lookup(h, "", "k", 9999, window); m == nil {
+			t.Errorf("key %d not found after the ring wrapped and grew", h)
+		}
 	}
 }
