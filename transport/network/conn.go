@@ -47,6 +47,9 @@ type serverConn struct {
 	subs    map[string]struct{} // run's goroutine only
 	limiter *rate.Limiter       // run's goroutine only; nil: no cap
 
+	deadlineMu sync.Mutex
+	writers    int // writes in flight, guarded by deadlineMu
+
 	lastSeen atomic.Int64 // Clock time in ns of the last frame or pong received
 	pinging  atomic.Bool  // a heartbeat ping is outstanding
 	closing  atomic.Bool  // someone has begun to close the connection
@@ -431,8 +434,28 @@ func (c *serverConn) reply(b []byte) bool {
 
 // write writes one text frame within Options.WriteTimeout.
 func (c *serverConn) write(b []byte) error {
+	return c.writing(func() error {
+		return c.ws.Write(context.Background(), websocket.MessageText, b)
+	})
+}
+
+// writing runs f, which writes to the socket, under a write deadline of
+// Options.WriteTimeout from now. The deadline is lifted once no write is in
+// flight, so that none goes stale for the frames the WebSocket library writes
+// on its own (pongs, close replies).
+func (c *serverConn) writing(f func() error) error {
+	c.deadlineMu.Lock()
+	c.writers++
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-	return c.ws.Write(context.Background(), websocket.MessageText, b)
+	c.deadlineMu.Unlock()
+	err := f()
+	c.deadlineMu.Lock()
+	c.writers--
+	if c.writers == 0 {
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
+	c.deadlineMu.Unlock()
+	return err
 }
 
 // writeLoop delivers what the hub queues for the connection, packing
@@ -514,14 +537,13 @@ func (c *serverConn) fail(code websocket.StatusCode, err *pubsub.Error) {
 	}
 	bp := getBuf()
 	*bp = appendError(*bp, "", err)
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-	if c.ws.Write(context.Background(), websocket.MessageText, *bp) != nil {
-		putBuf(bp)
+	werr := c.write(*bp)
+	putBuf(bp)
+	if werr != nil {
 		c.drop()
 		return
 	}
-	putBuf(bp)
-	_ = c.ws.Close(code, closeReason(err))
+	_ = c.writing(func() error { return c.ws.Close(code, closeReason(err)) })
 }
 
 // failAsync is fail in a goroutine of its own, for timers.
@@ -538,8 +560,7 @@ func (c *serverConn) goAway() {
 	if !c.closing.CompareAndSwap(false, true) {
 		return
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-	_ = c.ws.Close(CloseGoingAway, "server shutting down")
+	_ = c.writing(func() error { return c.ws.Close(CloseGoingAway, "server shutting down") })
 }
 
 // drop cuts the connection off without a close handshake. It does not block.

@@ -190,9 +190,10 @@ func (s *Server) heartbeat() {
 		if c.pinging.CompareAndSwap(false, true) {
 			s.goConn(c, func() {
 				defer c.pinging.Store(false)
-				// Ping returns when the pong arrives or the connection
-				// closes; OnPongReceived records the pong.
-				_ = c.ws.Ping(context.Background())
+				// Ping writes under a deadline, then waits until the pong
+				// arrives (OnPongReceived records it) or the connection
+				// closes.
+				_ = c.writing(func() error { return c.ws.Ping(context.Background()) })
 			})
 		}
 	}

@@ -513,3 +513,42 @@ func TestHubDropsConnection(t *testing.T) {
 		t.Errorf("Subscribe() on a lost Conn = %v, want NETWORK_ERROR", err)
 	}
 }
+
+// TestIdleLongerThanWriteTimeout checks that pings both ways still work when
+// the connection has been idle for longer than WriteTimeout: no write
+// deadline outlives the write it was set for, so the frames the WebSocket
+// library writes on its own (pongs) go out too.
+func TestIdleLongerThanWriteTimeout(t *testing.T) {
+	t.Parallel()
+	const writeTimeout = 20 * time.Millisecond
+	f := newFixture(t, memory.Options{}, Options{WriteTimeout: writeTimeout})
+	c := f.authed(t, "lobby", "alice")
+	c.send(`{"type":"subscribe","id":"1","topic":"chat"}`)
+	c.expect(typeSubscribed, "1")
+	side := f.serverConnOf(t, "alice")
+	readErr := make(chan error, 1)
+	go func() { // keep reading, so that pings are answered
+		for {
+			if _, err := c.read(); err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(3 * writeTimeout) // let the last write's deadline pass
+
+	// The client pings; the server's pong must go out.
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := c.ws.Ping(ctx); err != nil {
+		t.Errorf("client Ping() after idling = %v", err)
+	}
+	// The server pings; its ping must go out.
+	for range 2 {
+		f.clock.Advance(DefaultHeartbeat)
+		now := f.clock.Now().UnixNano()
+		waitFor(t, "the pong", func() bool { return side.lastSeen.Load() == now })
+	}
+	c.ws.Close(CloseNormal, "")
+	<-readErr
+}
