@@ -154,3 +154,16 @@ func checkQuery(q *Query) error {
 func emptyPage() pubsub.HistoryPage {
 	return pubsub.HistoryPage{Messages: []pubsub.Message{}}
 }
+
+// Pipeliner is implemented by stores whose Append waits for stable storage,
+// so that a hub can let many publishes share one commit.
+//
+// Enqueue queues m for the store's next commit and returns at once, with a
+// function that waits until m is durable or its commit failed. Messages
+// become visible to Query in the order they were enqueued, never one without
+// all those enqueued before it. A hub calls Enqueue in id order under its
+// topic lock and waits outside it.
+type Pipeliner interface {
+	Store
+	Enqueue(room string, m pubsub.Message) (wait func(ctx context.Context) error)
+}

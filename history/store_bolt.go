@@ -17,7 +17,7 @@ import (
 	"github.com/plazahq/plaza/pubsub"
 )
 
-var _ Store = (*Bolt)(nil)
+var _ Pipeliner = (*Bolt)(nil)
 
 // BoltOptions configure [OpenBolt].
 type BoltOptions struct {
@@ -186,31 +186,43 @@ func (s *Bolt) Append(ctx context.Context, room string, m pubsub.Message) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	return s.Enqueue(room, m)(ctx)
+}
+
+// Enqueue implements [Pipeliner]: it queues m for the next commit and
+// returns a function that waits for that commit.
+func (s *Bolt) Enqueue(room string, m pubsub.Message) func(context.Context) error {
 	if m.ID <= 0 {
-		return errNoID
+		return failed(errNoID)
 	}
 	name := topicBucket(room, m.Topic)
 	if len(name) > bolt.MaxKeySize {
-		return pubsub.Errorf(pubsub.CodeInternal, "history: room and topic names are longer than %d bytes", bolt.MaxKeySize)
+		return failed(pubsub.Errorf(pubsub.CodeInternal, "history: room and topic names are longer than %d bytes", bolt.MaxKeySize))
 	}
 	req := boltAppend{bucket: name, id: int64(m.ID), value: encodeRecord(&m)}
 
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return errClosed
+		return failed(errClosed)
 	}
 	b := s.pending
 	b.reqs = append(b.reqs, req)
 	s.mu.Unlock()
 	s.signal()
 
-	select {
-	case <-b.done:
-		return b.err
-	case <-ctx.Done():
-		return ctx.Err()
+	return func(ctx context.Context) error {
+		select {
+		case <-b.done:
+			return b.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+}
+
+func failed(err error) func(context.Context) error {
+	return func(context.Context) error { return err }
 }
 
 func (s *Bolt) signal() {

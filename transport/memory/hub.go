@@ -93,6 +93,7 @@ type Stats struct {
 // usable. A Hub is safe for concurrent use.
 type Hub struct {
 	store     history.Store
+	pipe      history.Pipeliner // store, when it pipelines commits
 	ownStore  bool
 	clock     pubsub.Clock
 	ids       *snowid.Generator
@@ -221,6 +222,7 @@ func New(opts Options) (*Hub, error) {
 		return nil, fmt.Errorf("memory: reading the store's highest id: %w", err)
 	}
 	h.ids.SetFloor(floor)
+	h.pipe, _ = h.store.(history.Pipeliner)
 	return h, nil
 }
 
@@ -331,12 +333,17 @@ func (h *Hub) Close() error {
 		}
 	}
 	// A publish holds its topic's lock from its closed check to its end,
-	// so taking every lock once waits for those in progress.
+	// or joins the topic's chain under it, so taking every lock once and
+	// then waiting for each chain waits for those in progress.
 	for _, r := range rooms {
 		r.topics.Range(func(_, v any) bool {
 			t := v.(*topicState)
 			t.mu.Lock()
+			tail := t.tail
 			t.mu.Unlock()
+			if tail != nil {
+				<-tail
+			}
 			return true
 		})
 	}

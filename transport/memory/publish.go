@@ -25,7 +25,16 @@ type topicState struct {
 	lim  *rate.Limiter  // Options.PublishRate; nil when there is none
 
 	dedup dedupSet // idempotency keys
+
+	// With a history.Pipeliner store, a persisted publish waits for its
+	// commit outside mu, and publishes then complete in id order through a
+	// chain: each waits for the one before it (tail) to finish fan-out.
+	inflight int                     // publishes in the chain
+	tail     chan struct{}           // closed when the newest of them is done
+	pending  map[pendingKey]struct{} // idempotency keys of keyed publishes in the chain
 }
+
+type pendingKey struct{ from, key string }
 
 // Publish publishes a message from c. See the package documentation for the
 // steps. The hub keeps req.Payload, req.To and req.Metadata in the message it
@@ -101,6 +110,18 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 			h.stats.deduplicated.Add(1)
 			return *m, nil
 		}
+		if _, ok := t.pending[pendingKey{c.id, key}]; ok {
+			// The first attempt is still waiting for its commit: wait for
+			// the chain to pass it, then look again.
+			tail := t.tail
+			t.mu.Unlock()
+			select {
+			case <-tail:
+			case <-ctx.Done():
+				return pubsub.Message{}, ctxErr("publish", ctx.Err())
+			}
+			return h.publish(ctx, c, req)
+		}
 	}
 	m := &pubsub.Message{
 		ID:        h.ids.Next(now),
@@ -111,6 +132,9 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 		Metadata:  req.Metadata,
 		Timestamp: now.UTC(),
 		Persisted: !req.NoPersist,
+	}
+	if h.pipe != nil && (m.Persisted || t.inflight > 0) {
+		return h.publishChained(ctx, c, t, m, key, now)
 	}
 	if m.Persisted {
 		if err := h.store.Append(ctx, c.r.name, *m); err != nil {
@@ -127,7 +151,12 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 		t.dedup.add(kh, exists, key, m, nowNs)
 	}
 	t.mu.Unlock()
+	h.finish(c, &f, now)
+	return *m, nil
+}
 
+// finish does what a publish does after its fan-out, without locks.
+func (h *Hub) finish(c *conn, f *fanout, now time.Time) {
 	h.stats.published.Add(1)
 	if f.delivered > 0 {
 		h.stats.delivered.Add(f.delivered)
@@ -139,6 +168,58 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 		s.teardown()
 	}
 	h.maybeSweep(c.r, now)
+}
+
+// publishChained finishes a publish whose commit must not hold t.mu: a
+// persisted message on a pipelined store, or any message behind one. It is
+// called with t.mu held and m numbered, and releases t.mu.
+func (h *Hub) publishChained(ctx context.Context, c *conn, t *topicState, m *pubsub.Message, key string, now time.Time) (pubsub.Message, error) {
+	wait := func(context.Context) error { return nil }
+	if m.Persisted {
+		wait = h.pipe.Enqueue(c.r.name, *m) // in id order, under t.mu
+	}
+	prev, done := t.tail, make(chan struct{})
+	t.tail = done
+	t.inflight++
+	pk := pendingKey{c.id, key}
+	if key != "" {
+		if t.pending == nil {
+			t.pending = make(map[pendingKey]struct{})
+		}
+		t.pending[pk] = struct{}{}
+	}
+	t.mu.Unlock()
+
+	// The commit is bounded by the disk, and the message may be stored
+	// whatever ctx does, so wait for it regardless and report the truth.
+	err := wait(context.Background())
+	if prev != nil {
+		<-prev
+	}
+
+	t.mu.Lock()
+	var f fanout
+	if err == nil {
+		f.run(c, t, m, now)
+		if key != "" {
+			nowNs := now.UnixNano()
+			kh := dedupHash(h.seed, c.idHash, key)
+			_, exists := t.dedup.lookup(kh, c.id, key, nowNs, int64(h.dedup))
+			t.dedup.add(kh, exists, key, m, nowNs)
+		}
+	}
+	delete(t.pending, pk)
+	t.inflight--
+	if t.inflight == 0 {
+		t.tail = nil
+	}
+	t.mu.Unlock()
+	close(done)
+
+	if err != nil {
+		return pubsub.Message{}, &pubsub.Error{Code: pubsub.CodeInternal, Message: "appending to history", Err: err}
+	}
+	h.finish(c, &f, now)
 	return *m, nil
 }
 
@@ -154,7 +235,7 @@ func (h *Hub) retryAfter(lim *rate.Limiter, now time.Time) time.Duration {
 // Call it with t.mu held.
 func (h *Hub) maybeForget(r *room, t *topicState, now time.Time) {
 	t.dedup.expire(now.UnixNano(), int64(h.dedup))
-	if len(t.subs) > 0 || t.dedup.len() > 0 {
+	if len(t.subs) > 0 || t.dedup.len() > 0 || t.inflight > 0 {
 		return
 	}
 	if t.lim != nil && t.lim.TokensAt(now) < float64(h.pubBurst) {
