@@ -38,6 +38,17 @@
 // the message it delivers and returns, without copying them: do not modify
 // them after Publish.
 //
+// # Durable history
+//
+// With a store that waits for stable storage (history.OpenBolt, or any
+// history.Pipeliner), a persisted publish does not hold its topic while its
+// commit is written: the hub queues it for the store's next commit in id
+// order, releases the topic, waits for the commit, and then fans it out
+// behind the publishes queued before it. Publishers of one topic therefore
+// share fsyncs, messages still reach subscribers in id order, and Publish
+// returns only once the message is on disk. A retry of a publish still
+// waiting for its commit waits for it and returns the same message.
+//
 // # Ids
 //
 // Message ids are snowflake ids (package github.com/bwmarrin/snowflake)
@@ -56,7 +67,8 @@
 //
 // A Hub and its connections are safe for concurrent use. Publishes to
 // different topics run in parallel; publishes to one topic are serialized
-// from id assignment through history append to fan-out. The hub starts no
+// from id assignment through history append to fan-out (for durable stores,
+// through the queuing of the append; see above). The hub starts no
 // goroutine of its own: the only ones it runs are the timers that release
 // messages held by subscription rate caps. Publish blocks only for
 // Options.Authorize and the Store; neither should be slow.
