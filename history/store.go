@@ -47,7 +47,9 @@ type Store interface {
 	// Append stores m, a message of room that the hub has just confirmed.
 	// For one room and topic, ids arrive in increasing order. When Append
 	// returns nil the message is visible to Query, and a durable store has
-	// it on stable storage.
+	// it on stable storage. A store may keep m's Payload, To and Metadata
+	// without copying them: a confirmed message never changes, and callers
+	// must not modify them after Append.
 	Append(ctx context.Context, room string, m pubsub.Message) error
 
 	// Query returns one page of room's history for q. The request has been

@@ -1,9 +1,7 @@
 package history
 
 import (
-	"bytes"
 	"context"
-	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -22,9 +20,10 @@ var _ Store = (*Memory)(nil)
 // message with a 100-byte payload and no recipients or metadata costs about
 // 180 bytes.
 //
-// Append copies the payload, recipients and metadata of the message it is
-// given. Messages returned by Query share their Payload, To and Metadata with
-// the store and with each other; treat them as read-only.
+// Append keeps the payload, recipients and metadata of the message it is
+// given without copying them (see [Store].Append). Messages returned by
+// Query share them with the store and with each other; treat them as
+// read-only.
 //
 // Retention is applied when a topic is appended to or queried: messages
 // beyond [Options.MaxMessages] or older than [Options.MaxAge] are dropped and
@@ -184,15 +183,15 @@ func newRecord(m *pubsub.Message) record {
 		id:      int64(m.ID),
 		ts:      unixNano(m.Timestamp),
 		from:    m.From,
-		payload: bytes.Clone(m.Payload),
+		payload: m.Payload,
 	}
 	if len(m.To) > 0 || len(m.Metadata) > 0 {
 		r.ext = new(recordExt)
 		if len(m.To) > 0 {
-			r.ext.to = slices.Clone(m.To)
+			r.ext.to = m.To
 		}
 		if len(m.Metadata) > 0 {
-			r.ext.md = maps.Clone(m.Metadata)
+			r.ext.md = m.Metadata
 		}
 	}
 	return r

@@ -131,8 +131,8 @@ func (r *Room) Publish(ctx context.Context, topicName string, payload any, opts 
 		return Message{}, err
 	}
 	req := PublishRequest{Topic: topicName, Payload: p}
-	for _, o := range opts {
-		o(&req)
+	if len(opts) > 0 {
+		req = withOptions(req, opts) // keeps req on the stack without options
 	}
 	if err := checkPublishExtras(&req); err != nil { // topic and payload checked above
 		return Message{}, err
@@ -152,6 +152,14 @@ func (r *Room) Publish(ctx context.Context, topicName string, payload any, opts 
 	r.mu.Unlock()
 	r.stats.published.Add(1)
 	return m, nil
+}
+
+func withOptions(req PublishRequest, opts []PublishOption) PublishRequest {
+	r := &req
+	for _, o := range opts {
+		o(r)
+	}
+	return *r
 }
 
 func encodePayload(payload any) ([]byte, error) {
