@@ -61,38 +61,29 @@ func (r *Room) run(conn Conn) {
 // deliver hands m to every local subscription it matches, through their rate
 // caps. fromHistory marks messages of a gap fill.
 func (r *Room) deliver(m *Message, fromHistory bool) {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+	if r.left.Load() {
 		return
 	}
+	idx := r.idx.Load()
 	var subs []*Subscription
-	if wt := r.topics[m.Topic]; wt != nil {
+	if e, ok := idx.exact[m.Topic]; ok {
 		if !fromHistory && len(r.fill) > 0 {
 			if mark, ok := r.fill[m.Topic]; ok {
 				if m.ID <= mark {
-					r.mu.Unlock()
 					return // already handed out by gap fill
 				}
 				delete(r.fill, m.Topic)
 			}
 		}
-		if m.ID > wt.lastSeen {
-			wt.lastSeen = m.ID
+		if m.ID > e.wt.lastSeen {
+			e.wt.lastSeen = m.ID
 		}
-		subs = wt.subs
+		subs = e.subs
 	}
-	var extra []*Subscription
-	if len(r.patterns) > 0 {
-		for _, wt := range r.patterns {
-			if wt.pattern.Match(m.Topic) {
-				extra = append(extra, wt.subs...)
-			}
+	for _, e := range idx.patterns {
+		if e.wt.pattern.Match(m.Topic) {
+			subs = append(subs[:len(subs):len(subs)], e.subs...)
 		}
-	}
-	r.mu.Unlock()
-	if len(extra) > 0 {
-		subs = append(subs[:len(subs):len(subs)], extra...)
 	}
 
 	now := time.Time{}
@@ -251,18 +242,16 @@ func (r *Room) resubscribe(ctx context.Context, conn Conn) bool {
 // gapFill hands the handlers, in order, the persisted messages each exact
 // topic received since the last one the Room saw.
 func (r *Room) gapFill(ctx context.Context, conn Conn) {
-	r.mu.Lock()
 	type anchor struct {
 		topic string
 		after ID
 	}
 	var anchors []anchor
-	for _, wt := range r.topics {
-		if !wt.pattern.Wild() && wt.lastSeen > 0 {
-			anchors = append(anchors, anchor{wt.name, wt.lastSeen})
+	for name, e := range r.idx.Load().exact {
+		if e.wt.lastSeen > 0 {
+			anchors = append(anchors, anchor{name, e.wt.lastSeen})
 		}
 	}
-	r.mu.Unlock()
 	for _, a := range anchors {
 		after := a.after
 		for {

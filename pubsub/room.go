@@ -38,7 +38,7 @@ type Room struct {
 	conn      Conn          // nil while reconnecting
 	connReady chan struct{} // closed when conn is set
 	topics    map[string]*wireTopic
-	patterns  map[string]*wireTopic // the wildcard entries of topics
+	idx       atomic.Pointer[index] // topics, for the Room's goroutine
 	own       ownIDs                // ids this Room published, kept out of gap fill
 	closed    bool
 	err       error // why the Room stopped, when not by Leave
@@ -63,7 +63,36 @@ type wireTopic struct {
 	pattern  topic.Pattern   // set when name is a pattern
 	subs     []*Subscription // copy-on-write
 	wireRate float64         // rate cap sent to the hub
-	lastSeen ID              // newest id delivered on this exact topic
+	// lastSeen is the newest id delivered on this exact topic. Subscribe
+	// sets it before the topic is indexed; after that only the Room's
+	// goroutine touches it.
+	lastSeen ID
+}
+
+// index is an immutable view of a Room's wire topics, so that the Room's
+// goroutine finds a message's subscriptions without taking a lock.
+type index struct {
+	exact    map[string]indexEntry
+	patterns []indexEntry
+}
+
+type indexEntry struct {
+	wt   *wireTopic
+	subs []*Subscription
+}
+
+// reindex publishes a new index of r.topics. Call it with r.mu held.
+func (r *Room) reindex() {
+	idx := &index{exact: make(map[string]indexEntry, len(r.topics))}
+	for name, wt := range r.topics {
+		e := indexEntry{wt: wt, subs: wt.subs}
+		if wt.pattern.Wild() {
+			idx.patterns = append(idx.patterns, e)
+		} else {
+			idx.exact[name] = e
+		}
+	}
+	r.idx.Store(idx)
 }
 
 // Join connects to room through t and returns the Room. Join fails if the
@@ -94,7 +123,6 @@ func Join(ctx context.Context, t Transport, room string, opts *JoinOptions) (*Ro
 		conn:      conn,
 		connReady: make(chan struct{}),
 		topics:    make(map[string]*wireTopic),
-		patterns:  make(map[string]*wireTopic),
 		leave:     make(chan struct{}),
 		done:      make(chan struct{}),
 		wake:      make(chan struct{}, 1),
@@ -102,6 +130,7 @@ func Join(ctx context.Context, t Transport, room string, opts *JoinOptions) (*Ro
 		fill:      make(map[string]ID),
 	}
 	close(r.connReady)
+	r.reindex()
 	go r.run(conn)
 	return r, nil
 }
@@ -330,7 +359,7 @@ func (r *Room) Leave(ctx context.Context) error {
 		}
 	}
 	r.topics = map[string]*wireTopic{}
-	r.patterns = map[string]*wireTopic{}
+	r.reindex()
 	if r.timer != nil {
 		r.timer.Stop()
 	}

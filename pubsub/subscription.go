@@ -97,7 +97,6 @@ func (r *Room) Subscribe(ctx context.Context, topicName string, handler func(Mes
 		wt = &wireTopic{name: topicName}
 		if topic.IsPattern(topicName) {
 			wt.pattern = topic.MustParsePattern(topicName)
-			r.patterns[topicName] = wt
 		}
 		if r.opts.GapFill {
 			// Gap fill for a topic that has not delivered anything yet starts
@@ -108,6 +107,7 @@ func (r *Room) Subscribe(ctx context.Context, topicName string, handler func(Mes
 	}
 	wt.subs = append(wt.subs[:len(wt.subs):len(wt.subs)], s)
 	wt.wireRate = rate
+	r.reindex()
 	return s, nil
 }
 
@@ -131,11 +131,11 @@ func (r *Room) unsubscribe(ctx context.Context, s *Subscription) error {
 	last := len(subs) == 0
 	if last {
 		delete(r.topics, s.topic)
-		delete(r.patterns, s.topic)
 	} else if rate := wireRate(subs); rate != wt.wireRate {
 		wt.wireRate = rate
 		req = &SubscribeRequest{Topic: s.topic, Rate: rate}
 	}
+	r.reindex()
 	conn := r.conn
 	r.mu.Unlock()
 
