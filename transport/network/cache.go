@@ -9,24 +9,31 @@ import (
 	"github.com/plazahq/plaza/pubsub"
 )
 
-// cacheSlots is the size of the encoding cache. A message is encoded again
-// only if another message took its slot before its slowest receiver's writer
-// got to it, which takes about cacheSlots messages published in between.
-const cacheSlots = 1024
+// The encoding cache is set-associative: a message's id picks one of
+// cacheSets sets, and the set keeps the cacheWays messages encoded into it
+// last. A message is encoded again only when cacheWays newer messages landed
+// in its set before its slowest receiver's writer got to it, which takes
+// thousands of messages in between.
+const (
+	cacheSetBits = 10
+	cacheSets    = 1 << cacheSetBits
+	cacheWays    = 4
+)
 
 // encodeCache encodes each delivered message once per server, however many
 // connections receive it. The hub hands every receiver of one publish the same
-// *pubsub.Message, so the pointer is the key. It is direct-mapped by message
-// id; a hit costs one atomic load and no lock.
+// *pubsub.Message, so the pointer is the key. A hit costs at most cacheWays
+// atomic loads and no lock.
 type encodeCache struct {
-	slots   [cacheSlots]cacheSlot
+	sets    [cacheSets]cacheSet
 	encodes atomic.Uint64 // messages encoded, for tests and benchmarks
 }
 
-type cacheSlot struct {
-	mu sync.Mutex // serializes encoding into this slot
-	e  atomic.Pointer[cacheEntry]
-	_  [48]byte // keep slots on separate cache lines
+type cacheSet struct {
+	mu   sync.Mutex // serializes encoding into this set
+	next int        // the way to replace next, guarded by mu
+	ways [cacheWays]atomic.Pointer[cacheEntry]
+	_    [16]byte // keep sets on separate cache lines
 }
 
 type cacheEntry struct {
@@ -34,16 +41,25 @@ type cacheEntry struct {
 	enc []byte
 }
 
+func (s *cacheSet) lookup(m *pubsub.Message) []byte {
+	for i := range s.ways {
+		if e := s.ways[i].Load(); e != nil && e.m == m {
+			return e.enc
+		}
+	}
+	return nil
+}
+
 // get returns m encoded as JSON. The bytes are shared: never modify them.
 func (c *encodeCache) get(m *pubsub.Message) []byte {
-	s := &c.slots[slotOf(m.ID)]
-	if e := s.e.Load(); e != nil && e.m == m {
-		return e.enc
+	s := &c.sets[setOf(m.ID)]
+	if enc := s.lookup(m); enc != nil {
+		return enc
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.e.Load(); e != nil && e.m == m {
-		return e.enc
+	if enc := s.lookup(m); enc != nil {
+		return enc
 	}
 	enc := appendMessage(make([]byte, 0, 160+len(m.Payload)), m)
 	if !utf8.Valid(enc) {
@@ -53,12 +69,13 @@ func (c *encodeCache) get(m *pubsub.Message) []byte {
 		enc = bytes.ToValidUTF8(enc, []byte("\uFFFD"))
 	}
 	c.encodes.Add(1)
-	s.e.Store(&cacheEntry{m: m, enc: enc})
+	s.ways[s.next].Store(&cacheEntry{m: m, enc: enc})
+	s.next = (s.next + 1) % cacheWays
 	return enc
 }
 
-// slotOf spreads ids over the slots: the low bits of a snowflake id are a
+// setOf spreads ids over the sets: the low bits of a snowflake id are a
 // per-millisecond sequence that restarts at zero, so hash the whole id.
-func slotOf(id pubsub.ID) uint64 {
-	return (uint64(id) * 0x9E3779B97F4A7C15) >> (64 - 10) // 2^10 == cacheSlots
+func setOf(id pubsub.ID) uint64 {
+	return (uint64(id) * 0x9E3779B97F4A7C15) >> (64 - cacheSetBits)
 }

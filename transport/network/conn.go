@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,11 +27,18 @@ import (
 const maxBatchBytes = 64 << 10
 
 // serverConn is one client WebSocket on a Server. Two goroutines serve it:
-// run reads and answers requests, writeLoop delivers what the hub queues.
+// the reading one (run, then serve) reads and answers requests, writeLoop
+// delivers what the hub queues.
+//
+// Only the reading goroutine reads the socket, closes the WebSocket with a
+// handshake (which reads too) and sends close frames. Other goroutines that
+// want the connection closed call requestClose, which wakes it; or drop,
+// which cuts the socket off.
 type serverConn struct {
 	s      *Server
 	ws     *websocket.Conn
-	nc     net.Conn // the hijacked socket, for write deadlines and cutting off
+	nc     net.Conn      // the hijacked socket, for deadlines and cutting off
+	br     *bufio.Reader // the WebSocket's read buffer, peeked while idle
 	room   string
 	ctx    context.Context // ends when the connection does
 	cancel context.CancelFunc
@@ -52,11 +61,19 @@ type serverConn struct {
 
 	lastSeen atomic.Int64 // Clock time in ns of the last frame or pong received
 	pinging  atomic.Bool  // a heartbeat ping is outstanding
-	closing  atomic.Bool  // someone has begun to close the connection
-
-	reqMu    sync.Mutex // held while a request is handled
-	stopping bool       // guarded by reqMu: Shutdown began, handle nothing more
+	closing  atomic.Bool  // the connection is being closed
+	pending  atomic.Pointer[closeRequest]
 }
+
+// closeRequest is a close the reading goroutine is asked to perform.
+type closeRequest struct {
+	code websocket.StatusCode
+	err  *pubsub.Error // sent in an error frame first, unless nil
+}
+
+// aLongTimeAgo is a read deadline that has passed: setting it wakes the
+// reading goroutine.
+var aLongTimeAgo = time.Unix(1, 0)
 
 func (c *serverConn) seen() {
 	c.lastSeen.Store(c.s.opts.Clock.Now().UnixNano())
@@ -68,33 +85,127 @@ func (c *serverConn) clientID() string {
 	return c.id.ClientID
 }
 
-// run is the connection's reading goroutine.
+// run is the connection's first reading goroutine: it authenticates, starts
+// the writer and hands reading over to serve.
 func (c *serverConn) run() {
 	defer c.s.wg.Done()
-	defer c.finish()
 	if !c.authenticate() {
+		c.finish()
+		return
+	}
+	c.s.wg.Add(2)
+	go c.writeLoop()
+	go c.serve()
+}
+
+// serve waits for the next frame and answers it. Answering can take a deep
+// stack (JSON, the hub, the socket), and a goroutine keeps its stack until a
+// garbage collection shrinks it, and then only by halves; so serve waits for
+// each frame on a fresh goroutine, which an idle connection keeps small.
+func (c *serverConn) serve() {
+	defer c.s.wg.Done()
+	if !c.await() {
+		c.finish()
+		return
+	}
+	bp, err := c.readFrame()
+	if err != nil {
+		if r := c.pending.Load(); r != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			c.fail(r.code, r.err) // woken in the middle of a frame
+		}
+		c.finish()
+		return
+	}
+	c.seen()
+	if c.limiter != nil && !c.limiter.AllowN(c.s.opts.Clock.Now(), 1) {
+		putBuf(bp)
+		c.fail(ClosePolicyViolation, pubsub.Errorf(pubsub.CodeRateLimitExceeded, "more than %v frames per second", c.s.opts.MaxFrameRate))
+		c.finish()
+		return
+	}
+	ok := c.handle(*bp)
+	putBuf(bp)
+	if !ok {
+		c.finish()
 		return
 	}
 	c.s.wg.Add(1)
-	go c.writeLoop()
+	go c.serve()
+}
+
+// await waits, without entering the WebSocket library, until a data frame
+// has begun to arrive; on the way it lets the library handle control frames
+// (pings, pongs, close) and performs requested closes. It reports false when
+// the connection is over.
+func (c *serverConn) await() bool {
 	for {
-		bp, err := c.readFrame()
+		if r := c.pending.Load(); r != nil {
+			c.fail(r.code, r.err)
+			return false
+		}
+		b, err := c.br.Peek(2)
 		if err != nil {
-			return
+			if !c.woken(err) {
+				return false
+			}
+			continue
+		}
+		if b[0]&0x0f < 0x8 {
+			return true // a data frame (or a continuation, which the library refuses)
+		}
+		// A control frame: at most 125 bytes of payload and a 4-byte mask.
+		n := 2 + int(b[1]&0x7f)
+		if b[1]&0x80 != 0 {
+			n += 4
+		}
+		if n > 2+125+4 {
+			return true // invalid; the library closes the connection
+		}
+		if _, err := c.br.Peek(n); err != nil {
+			if !c.woken(err) {
+				return false
+			}
+			continue
+		}
+		if c.br.Buffered() > n {
+			return true // a data frame follows; the library handles both
+		}
+		// Let the library handle the control frame alone: a passed deadline
+		// makes it return when it looks for the next frame, which has not
+		// arrived, instead of waiting for it.
+		_ = c.nc.SetReadDeadline(aLongTimeAgo)
+		_, _, err = c.ws.Reader(context.Background())
+		if err == nil {
+			return true // cannot happen: nothing more was buffered
+		}
+		if !c.woken(err) {
+			return false
 		}
 		c.seen()
-		if c.limiter != nil && !c.limiter.AllowN(c.s.opts.Clock.Now(), 1) {
-			putBuf(bp)
-			c.fail(ClosePolicyViolation, pubsub.Errorf(pubsub.CodeRateLimitExceeded, "more than %v frames per second", c.s.opts.MaxFrameRate))
-			return
-		}
-		c.reqMu.Lock()
-		ok := !c.stopping && c.handle(*bp)
-		c.reqMu.Unlock()
-		putBuf(bp)
-		if !ok {
-			return
-		}
+	}
+}
+
+// woken tells apart the read errors caused by a passed read deadline, which
+// leave the connection usable, and lifts the deadline. It reports false for
+// any other error.
+func (c *serverConn) woken(err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	// Lift the deadline before looking for requests (await does next), so
+	// that a request made meanwhile is not missed: requestClose stores the
+	// request before it sets the deadline.
+	_ = c.nc.SetReadDeadline(time.Time{})
+	return true
+}
+
+// requestClose asks the reading goroutine to send an error frame for err
+// (unless nil) and close the connection with code, once it has answered the
+// request it may be handling. Only the first request counts. It does not
+// block.
+func (c *serverConn) requestClose(code websocket.StatusCode, err *pubsub.Error) {
+	if c.pending.CompareAndSwap(nil, &closeRequest{code: code, err: err}) {
+		_ = c.nc.SetReadDeadline(aLongTimeAgo)
 	}
 }
 
@@ -161,12 +272,15 @@ func (c *serverConn) authenticate() bool {
 	defer acancel()
 	timer := o.Clock.AfterFunc(o.AuthTimeout, func() {
 		acancel()
-		c.failAsync(CloseUnauthenticated, pubsub.Errorf(pubsub.CodeUnauthenticated, "no credentials within %v", o.AuthTimeout))
+		c.requestClose(CloseUnauthenticated, pubsub.Errorf(pubsub.CodeUnauthenticated, "no credentials within %v", o.AuthTimeout))
 	})
 	defer timer.Stop()
 
 	cred, reqID := c.cred, ""
 	if !c.hasCred {
+		if !c.await() {
+			return false
+		}
 		bp, err := c.readFrame()
 		if err != nil {
 			return false
@@ -205,8 +319,9 @@ func (c *serverConn) authenticate() bool {
 	hc, err := c.s.t.Connect(actx, pubsub.ConnectRequest{Room: c.room, ClientID: id.ClientID})
 	if err != nil {
 		perr := asPubsubError(err)
-		if actx.Err() != nil {
-			return false // timed out or closed; the close is under way
+		if r := c.pending.Load(); r != nil {
+			c.fail(r.code, r.err) // timed out
+			return false
 		}
 		code := CloseHubEnded
 		if perr.Code == pubsub.CodeUnauthenticated {
@@ -215,8 +330,11 @@ func (c *serverConn) authenticate() bool {
 		c.fail(code, perr)
 		return false
 	}
-	if !timer.Stop() || c.closing.Load() {
+	if !timer.Stop() || c.pending.Load() != nil {
 		_ = hc.Close()
+		if r := c.pending.Load(); r != nil {
+			c.fail(r.code, r.err)
+		}
 		return false
 	}
 	c.hc = hc
@@ -267,7 +385,7 @@ func (c *serverConn) armExpiry() {
 		renewed := c.id.Expires.After(clock.Now())
 		c.idMu.Unlock()
 		if !renewed {
-			c.failAsync(CloseCredentialsExpired, pubsub.Errorf(pubsub.CodeUnauthenticated, "credentials expired"))
+			c.requestClose(CloseCredentialsExpired, pubsub.Errorf(pubsub.CodeUnauthenticated, "credentials expired"))
 		}
 	})
 }
@@ -510,63 +628,57 @@ batch:
 		return false
 	}
 	if n := len(msgs); n > c.s.opts.SendQueue {
-		c.fail(CloseSlowConsumer, pubsub.Errorf(pubsub.CodeSlowConsumer, "%d messages waiting, more than %d", n, c.s.opts.SendQueue))
+		c.requestClose(CloseSlowConsumer, pubsub.Errorf(pubsub.CodeSlowConsumer, "%d messages waiting, more than %d", n, c.s.opts.SendQueue))
 		return false
 	}
 	return true
 }
 
-// hubEnded closes the connection after the hub ended its side.
+// hubEnded has the connection closed after the hub ended its side.
 func (c *serverConn) hubEnded() {
 	if c.closing.Load() {
-		return
+		return // it was us
 	}
 	perr := asPubsubError(c.hc.Err())
 	code := CloseHubEnded
 	if perr.Code == pubsub.CodeSlowConsumer {
 		code = CloseSlowConsumer
 	}
-	c.fail(code, perr)
+	c.requestClose(code, perr)
 }
 
-// fail sends an error frame for err, then closes the connection with code.
-// Only the first closer of a connection acts.
+// fail sends an error frame for err, unless nil, and closes the connection
+// with code and a close handshake. Only the reading goroutine calls it.
 func (c *serverConn) fail(code websocket.StatusCode, err *pubsub.Error) {
 	if !c.closing.CompareAndSwap(false, true) {
 		return
 	}
-	bp := getBuf()
-	*bp = appendError(*bp, "", err)
-	werr := c.write(*bp)
-	putBuf(bp)
-	if werr != nil {
-		c.drop()
-		return
+	reason := "server shutting down"
+	if err != nil {
+		reason = closeReason(err)
+		bp := getBuf()
+		*bp = appendError(*bp, "", err)
+		werr := c.write(*bp)
+		putBuf(bp)
+		if werr != nil {
+			c.drop()
+			return
+		}
 	}
-	_ = c.writing(func() error { return c.ws.Close(code, closeReason(err)) })
+	_ = c.nc.SetReadDeadline(time.Time{})
+	_ = c.writing(func() error { return c.ws.Close(code, reason) })
 }
 
-// failAsync is fail in a goroutine of its own, for timers.
-func (c *serverConn) failAsync(code websocket.StatusCode, err *pubsub.Error) {
-	c.s.goConn(c, func() { c.fail(code, err) })
-}
-
-// goAway closes the connection for Shutdown once its current request is
-// answered.
+// goAway has the connection closed for Shutdown once its current request
+// is answered.
 func (c *serverConn) goAway() {
-	c.reqMu.Lock()
-	c.stopping = true
-	c.reqMu.Unlock()
-	if !c.closing.CompareAndSwap(false, true) {
-		return
-	}
-	_ = c.writing(func() error { return c.ws.Close(CloseGoingAway, "server shutting down") })
+	c.requestClose(CloseGoingAway, nil)
 }
 
 // drop cuts the connection off without a close handshake. It does not block.
 func (c *serverConn) drop() {
-	c.closing.Store(true)
 	_ = c.nc.Close()
+	c.closing.Store(true)
 }
 
 // Buffers for frames, shared by all connections so that an idle one holds

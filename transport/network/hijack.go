@@ -19,11 +19,12 @@ const (
 )
 
 // smallBuffers is an http.ResponseWriter whose Hijack swaps the server's
-// buffers for small ones and remembers the net.Conn, whose write deadline
-// bounds every write.
+// buffers for small ones and remembers the net.Conn, for deadlines, and the
+// read buffer, which the connection peeks at while idle.
 type smallBuffers struct {
 	http.ResponseWriter
 	conn net.Conn
+	br   *bufio.Reader
 }
 
 func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -46,7 +47,7 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	w.conn = c
+	w.conn, w.br = c, br
 	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, connWriteBuffer)), nil
 }
 

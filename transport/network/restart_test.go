@@ -110,6 +110,16 @@ func TestServerRestart(t *testing.T) {
 	cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(cut) }()
+	waitFor(t, "Shutdown to cut every connection", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for c := range srv.conns {
+			if !c.closing.Load() {
+				return false
+			}
+		}
+		return true
+	})
 	rs.ts.Close()
 
 	// While the server is down the hub carries on.

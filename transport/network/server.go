@@ -81,7 +81,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return // Accept wrote the response
 	}
 	ws.SetReadLimit(s.opts.MaxFrameBytes)
-	c.ws, c.nc = ws, sw.conn
+	c.ws, c.nc, c.br = ws, sw.conn, sw.br
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.seen()
 	if !s.add(c) {
@@ -200,8 +200,8 @@ func (s *Server) heartbeat() {
 }
 
 // Shutdown stops accepting connections, lets every connection finish the
-// request it is handling, closes it with CloseGoingAway and waits until all
-// its goroutines are done, or until ctx is done, in which case it cuts the
+// request it is handling, closes it with CloseGoingAway (with a close
+// handshake) and waits until all its goroutines are done, or until ctx is done, in which case it cuts the
 // remaining connections off and returns ctx's error. It does not close the
 // transport. Call it once; later calls wait the same way.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -217,7 +217,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		s.goConn(c, c.goAway)
+		c.goAway()
 	}
 	done := make(chan struct{})
 	go func() {

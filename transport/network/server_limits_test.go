@@ -423,23 +423,17 @@ func TestShutdown(t *testing.T) {
 
 func TestShutdownDeadline(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	f := newFixture(t, memory.Options{}, Options{
 		Authorize: func(context.Context, Identity, pubsub.Access) error {
+			close(entered)
 			<-release
 			return nil
 		},
 	})
 	c := f.authed(t, "lobby", "alice")
 	c.send(`{"type":"subscribe","id":"1","topic":"chat"}`)
-	side := f.serverConnOf(t, "alice")
-	waitFor(t, "the request to be in flight", func() bool {
-		if side.reqMu.TryLock() {
-			side.reqMu.Unlock()
-			return false
-		}
-		return true
-	})
+	<-entered
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	done := make(chan error, 1)
