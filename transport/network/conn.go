@@ -39,6 +39,7 @@ type serverConn struct {
 	ws     *websocket.Conn
 	nc     net.Conn      // the hijacked socket, for deadlines and cutting off
 	br     *bufio.Reader // the WebSocket's read buffer, peeked while idle
+	hw     *heldWriter   // under the WebSocket's write buffer
 	room   string
 	ctx    context.Context // ends when the connection does
 	cancel context.CancelFunc
@@ -553,7 +554,12 @@ func (c *serverConn) reply(b []byte) bool {
 // write writes one text frame within Options.WriteTimeout.
 func (c *serverConn) write(b []byte) error {
 	return c.writing(func() error {
-		return c.ws.Write(context.Background(), websocket.MessageText, b)
+		c.hw.hold()
+		err := c.ws.Write(context.Background(), websocket.MessageText, b)
+		if rerr := c.hw.release(); err == nil {
+			err = rerr
+		}
+		return err
 	})
 }
 

@@ -81,7 +81,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return // Accept wrote the response
 	}
 	ws.SetReadLimit(s.opts.MaxFrameBytes)
-	c.ws, c.nc, c.br = ws, sw.conn, sw.br
+	c.ws, c.nc, c.br, c.hw = ws, sw.conn, sw.br, sw.hw
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.seen()
 	if !s.add(c) {
