@@ -20,7 +20,6 @@ import (
 	"github.com/plazahq/plaza/transport/memory"
 )
 
-
 // BenchmarkNetworkFanout delivers 100-byte payloads from one publisher to N
 // WebSocket clients on loopback, each subscribed to the topic, and reports
 // deliveries per second and end-to-end latency. "plaza" runs a memory hub
