@@ -111,9 +111,7 @@ func (c *serverConn) serve() {
 	}
 	bp, err := c.readFrame()
 	if err != nil {
-		if r := c.pending.Load(); r != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			c.fail(r.code, r.err) // woken in the middle of a frame
-		}
+		c.failPending() // if woken in the middle of a frame
 		c.finish()
 		return
 	}
@@ -140,8 +138,7 @@ func (c *serverConn) serve() {
 // the connection is over.
 func (c *serverConn) await() bool {
 	for {
-		if r := c.pending.Load(); r != nil {
-			c.fail(r.code, r.err)
+		if c.failPending() {
 			return false
 		}
 		b, err := c.br.Peek(2)
@@ -198,6 +195,16 @@ func (c *serverConn) woken(err error) bool {
 	// request before it sets the deadline.
 	_ = c.nc.SetReadDeadline(time.Time{})
 	return true
+}
+
+// failPending performs a requested close, if there is one, and reports
+// whether there was.
+func (c *serverConn) failPending() bool {
+	r := c.pending.Load()
+	if r != nil {
+		c.fail(r.code, r.err)
+	}
+	return r != nil
 }
 
 // requestClose asks the reading goroutine to send an error frame for err
@@ -284,6 +291,7 @@ func (c *serverConn) authenticate() bool {
 		}
 		bp, err := c.readFrame()
 		if err != nil {
+			c.failPending()
 			return false
 		}
 		req, perr := decodeRequest(*bp)
@@ -302,6 +310,9 @@ func (c *serverConn) authenticate() bool {
 	c.req, c.cred = nil, ""
 
 	id, err := o.Authenticate(actx, r, cred)
+	if c.failPending() {
+		return false // timed out
+	}
 	if err != nil {
 		perr := authError(err)
 		o.Logger.Info("network: authentication failed", "room", c.room, "remote", r.RemoteAddr, "err", perr)
@@ -319,11 +330,10 @@ func (c *serverConn) authenticate() bool {
 	}
 	hc, err := c.s.t.Connect(actx, pubsub.ConnectRequest{Room: c.room, ClientID: id.ClientID})
 	if err != nil {
-		perr := asPubsubError(err)
-		if r := c.pending.Load(); r != nil {
-			c.fail(r.code, r.err) // timed out
-			return false
+		if c.failPending() {
+			return false // timed out
 		}
+		perr := asPubsubError(err)
 		code := CloseHubEnded
 		if perr.Code == pubsub.CodeUnauthenticated {
 			code = CloseUnauthenticated
@@ -333,9 +343,7 @@ func (c *serverConn) authenticate() bool {
 	}
 	if !timer.Stop() || c.pending.Load() != nil {
 		_ = hc.Close()
-		if r := c.pending.Load(); r != nil {
-			c.fail(r.code, r.err)
-		}
+		c.failPending()
 		return false
 	}
 	c.hc = hc
@@ -659,6 +667,9 @@ func (c *serverConn) fail(code websocket.StatusCode, err *pubsub.Error) {
 	if !c.closing.CompareAndSwap(false, true) {
 		return
 	}
+	// Turn later close requests away: they would set a read deadline in
+	// the middle of the close handshake.
+	c.pending.CompareAndSwap(nil, &closeRequest{code: code, err: err})
 	reason := "server shutting down"
 	if err != nil {
 		reason = closeReason(err)

@@ -34,7 +34,9 @@ type Options struct {
 	// whichever the client used (in that order of precedence); it is "" if
 	// the first frame is {"auth": ""}. r is the WebSocket upgrade request;
 	// read its headers, remote address or URL, but not its Context, which ends
-	// with the handshake: use ctx. Returning an error refuses the connection:
+	// with the handshake: use ctx. When a connected client renews its
+	// credentials with another auth frame, r holds only the remote address
+	// and the path. Returning an error refuses the connection:
 	// a *pubsub.Error keeps its code, anything else becomes UNAUTHENTICATED.
 	// The server never uses an identity the client merely claims.
 	//
