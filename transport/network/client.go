@@ -66,7 +66,8 @@ const (
 // decides who the client is from the credentials, and Conn.ClientID reports
 // its decision.
 //
-// A Client is safe for concurrent use.
+// Create a Client with [NewClient]; the zero value is not usable. A Client is
+// safe for concurrent use.
 type Client struct {
 	base *url.URL
 	opts DialOptions
