@@ -201,10 +201,10 @@ func (r *Room) reconnect(lost Conn) (Conn, bool) {
 			_ = conn.Close()
 			continue
 		}
-		r.stats.reconnects.Add(1)
 		if r.opts.GapFill {
 			r.gapFill(ctx, conn)
 		}
+		r.stats.reconnects.Add(1) // counted once the gap is filled
 		return conn, true
 	}
 }

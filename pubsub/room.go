@@ -405,7 +405,7 @@ type RoomStats struct {
 	Published  uint64 // messages published and confirmed
 	Delivered  uint64 // handler calls
 	CapDropped uint64 // messages a subscription's rate cap dropped
-	Reconnects uint64 // connections re-established after a loss
+	Reconnects uint64 // connections re-established after a loss (and, with GapFill, the gap filled)
 	Retries    uint64 // publish and history attempts repeated after NETWORK_ERROR
 	GapFilled  uint64 // messages handed to handlers from history after a reconnect
 }
