@@ -49,14 +49,19 @@ func CheckClientID(id string) error {
 	return nil
 }
 
-// CheckPayload validates an encoded payload: valid JSON of at most
-// MaxPayloadBytes.
+// CheckPayload validates an encoded payload: valid JSON, in UTF-8, of at
+// most MaxPayloadBytes.
 func CheckPayload(p []byte) error {
 	if len(p) > MaxPayloadBytes {
 		return Errorf(CodePayloadTooLarge, "payload is %d bytes, more than %d", len(p), MaxPayloadBytes)
 	}
 	if len(p) == 0 || !jsonvalid.Valid(p) {
 		return Errorf(CodeInvalidPayload, "payload is not valid JSON")
+	}
+	if !utf8.Valid(p) {
+		// JSON text is UTF-8 (RFC 8259), and browsers drop a WebSocket that
+		// receives anything else.
+		return Errorf(CodeInvalidPayload, "payload is not valid UTF-8")
 	}
 	return nil
 }

@@ -58,6 +58,7 @@ func testPayloadLimits(t *testing.T, e *env) {
 		"channel": make(chan int),
 		"NaN":     math.NaN(),
 		"bad raw": rawPayload(`{"a":`),
+		"latin-1": rawPayload("\"caf\xe9\""),
 		"empty":   rawPayload(``),
 	} {
 		_, err := r.Publish(ctx, "chat", v)
@@ -85,6 +86,7 @@ func testHubValidatesAgain(t *testing.T, e *env) {
 		{"too large", pubsub.PublishRequest{Topic: "chat", Payload: []byte(`"` + strings.Repeat("x", pubsub.MaxPayloadBytes-1) + `"`)}, pubsub.ErrPayloadTooLarge},
 		{"not JSON", pubsub.PublishRequest{Topic: "chat", Payload: []byte(`{nope`)}, pubsub.ErrInvalidPayload},
 		{"empty", pubsub.PublishRequest{Topic: "chat"}, pubsub.ErrInvalidPayload},
+		{"not UTF-8", pubsub.PublishRequest{Topic: "chat", Payload: []byte("\"caf\xe9\"")}, pubsub.ErrInvalidPayload},
 	}
 	for _, tt := range tests {
 		_, err := c.Publish(ctx, tt.req)
