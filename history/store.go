@@ -25,6 +25,14 @@
 // returns an expired message, but one may stay in memory or on disk until its
 // topic is touched again. Retention never lowers MaxID.
 //
+// The defaults, 100,000 messages and 30 days per room and topic, are a
+// chat-sized backlog: a month of scrolling back through a busy topic, at most
+// about 18 MB in memory or 16 MB on disk per topic of 100-byte messages, so
+// that neither a runaway publisher nor a forgotten topic can fill a machine.
+// A hub that must keep everything sets both to a negative value; one that
+// keeps only recent context (cursors, presence) publishes with
+// Persist(false) instead.
+//
 // # Concurrency
 //
 // Stores are safe for concurrent use. The hub calls Append for one room and
