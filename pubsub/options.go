@@ -16,7 +16,9 @@ type JoinOptions struct {
 	// GapFill, when true, makes the Room fetch from history, after every
 	// reconnect, the persisted messages it missed while it was away (History
 	// with After: the last id it saw on each topic) and hand them to the
-	// handlers, in order and once, before any live message.
+	// handlers, in order and once, before any live message. For a topic
+	// that had delivered nothing yet, the gap starts when it was subscribed,
+	// by Clock. Pattern subscriptions are not gap-filled.
 	GapFill bool
 
 	// ReconnectMin and ReconnectMax bound the wait between reconnect
