@@ -36,17 +36,19 @@ func dedupHash(seed maphash.Seed, idHash uint64, key string) uint64 {
 
 // expire forgets the entries at least window old at now, oldest first.
 func (d *dedupSet) expire(now, window int64) {
-	for d.head < d.tail {
-		e := d.at(d.head)
-		if now-e.at < window {
-			return
-		}
-		if !e.gone {
-			delete(d.pos, e.h)
-		}
-		*e = dedupEntry{}
-		d.head++
+	for d.head < d.tail && now-d.at(d.head).at >= window {
+		d.dropOldest()
 	}
+}
+
+// dropOldest forgets the entry at the front of the FIFO.
+func (d *dedupSet) dropOldest() {
+	e := d.at(d.head)
+	if !e.gone {
+		delete(d.pos, e.h)
+	}
+	*e = dedupEntry{}
+	d.head++
 }
 
 // at returns the entry at position p.
@@ -71,9 +73,12 @@ func (d *dedupSet) lookup(h uint64, from, key string, now, window int64) (m *pub
 
 // add remembers that key was confirmed with m at now; exists is what lookup
 // reported for h.
-func (d *dedupSet) add(h uint64, exists bool, key string, m *pubsub.Message, now int64) {
+func (d *dedupSet) add(h uint64, exists bool, key string, m *pubsub.Message, now int64, limit int) {
 	if d.pos == nil {
 		d.pos = make(map[uint64]uint64)
+	}
+	for d.tail-d.head >= uint64(limit) {
+		d.dropOldest()
 	}
 	if exists {
 		d.at(d.pos[h]).gone = true

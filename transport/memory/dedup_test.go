@@ -20,7 +20,7 @@ func TestDedupSet(t *testing.T) {
 		d.expire(now, window)
 		got, exists := d.lookup(h, from, key, now, window)
 		if got == nil {
-			d.add(h, exists, key, m, now)
+			d.add(h, exists, key, m, now, 1<<20)
 		}
 		return got
 	}
@@ -59,7 +59,7 @@ func TestDedupSetRing(t *testing.T) {
 	const window = 1000
 	for i := range int64(10000) {
 		d.expire(i, window)
-		d.add(uint64(i), false, "k", &pubsub.Message{}, i)
+		d.add(uint64(i), false, "k", &pubsub.Message{}, i, 1<<20)
 		if n := d.tail - d.head; n > window {
 			t.Fatalf("at %d: %d entries, want at most %d", i, n, window)
 		}
@@ -70,6 +70,31 @@ func TestDedupSetRing(t *testing.T) {
 	for _, h := range []uint64{9001, 9500, 9999} {
 		if m, _ := d.lookup(h, "", "k", 9999, window); m == nil {
 			t.Errorf("key %d not found after the ring wrapped and grew", h)
+		}
+	}
+}
+
+func TestDedupSetLimit(t *testing.T) {
+	t.Parallel()
+	var d dedupSet
+	const limit, window = 64, int64(time.Hour)
+	for i := range int64(1000) {
+		d.expire(i, window)
+		if m, _ := d.lookup(uint64(i), "", "k", i, window); m != nil {
+			t.Fatalf("key %d found before it was added", i)
+		}
+		d.add(uint64(i), false, "k", &pubsub.Message{}, i, limit)
+		if n := d.len(); n > limit {
+			t.Fatalf("after %d keys within the window: %d remembered, want at most %d", i+1, n, limit)
+		}
+	}
+	// The newest limit keys are remembered, the older ones forgotten.
+	for _, tt := range []struct {
+		h    uint64
+		want bool
+	}{{999, true}, {1000 - limit, true}, {1000 - limit - 1, false}, {0, false}} {
+		if m, _ := d.lookup(tt.h, "", "k", 1000, window); (m != nil) != tt.want {
+			t.Errorf("key %d remembered = %v, want %v", tt.h, m != nil, tt.want)
 		}
 	}
 }

@@ -64,6 +64,13 @@ type Options struct {
 	// published again. Zero means 2 minutes.
 	DedupWindow time.Duration
 
+	// DedupKeys bounds the idempotency keys remembered per room and topic:
+	// beyond it the oldest are forgotten even within DedupWindow, so memory
+	// stays bounded however fast a topic is published to. A retry comes
+	// within seconds; it is missed only if more than DedupKeys keyed
+	// publishes reached its topic in between. Zero means 65536.
+	DedupKeys int
+
 	// MaxSubscriptions is the most topics and patterns one connection may
 	// subscribe to; one more fails with TOO_MANY_SUBSCRIPTIONS. Zero means
 	// no limit.
@@ -74,6 +81,7 @@ type Options struct {
 const (
 	DefaultQueueSize   = 1024
 	DefaultDedupWindow = 2 * time.Minute
+	DefaultDedupKeys   = 1 << 16
 )
 
 // Stats are a hub's counters since it was created: a snapshot copied out by
@@ -102,6 +110,7 @@ type Hub struct {
 	pubBurst  int
 	queueSize int
 	dedup     time.Duration
+	dedupKeys int // Options.DedupKeys
 	maxSubs   int
 	// roomKeep is how long an empty room keeps its topics (idempotency
 	// keys, publish rate state) before it is forgotten.
@@ -186,6 +195,7 @@ func New(opts Options) (*Hub, error) {
 		authorize: opts.Authorize,
 		queueSize: opts.QueueSize,
 		dedup:     opts.DedupWindow,
+		dedupKeys: opts.DedupKeys,
 		maxSubs:   opts.MaxSubscriptions,
 		rooms:     make(map[string]*room),
 		seed:      maphash.MakeSeed(),
@@ -198,6 +208,9 @@ func New(opts Options) (*Hub, error) {
 	}
 	if h.dedup == 0 {
 		h.dedup = DefaultDedupWindow
+	}
+	if h.dedupKeys <= 0 {
+		h.dedupKeys = DefaultDedupKeys
 	}
 	h.roomKeep = h.dedup
 	if opts.PublishRate > 0 {

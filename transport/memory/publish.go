@@ -148,7 +148,7 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 	var f fanout
 	f.run(c, t, m, now)
 	if key != "" {
-		t.dedup.add(kh, exists, key, m, nowNs)
+		t.dedup.add(kh, exists, key, m, nowNs, h.dedupKeys)
 	}
 	t.mu.Unlock()
 	h.finish(c, &f, now)
@@ -205,7 +205,7 @@ func (h *Hub) publishChained(ctx context.Context, c *conn, t *topicState, m *pub
 			nowNs := now.UnixNano()
 			kh := dedupHash(h.seed, c.idHash, key)
 			_, exists := t.dedup.lookup(kh, c.id, key, nowNs, int64(h.dedup))
-			t.dedup.add(kh, exists, key, m, nowNs)
+			t.dedup.add(kh, exists, key, m, nowNs, h.dedupKeys)
 		}
 	}
 	delete(t.pending, pk)
