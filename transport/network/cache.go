@@ -25,6 +25,9 @@ const (
 // *pubsub.Message, so the pointer is the key. A hit costs at most cacheWays
 // atomic loads and no lock.
 type encodeCache struct {
+	// encode appends one message in the cache's format; nil means
+	// appendMessage, the JSON object of a "messages" frame.
+	encode  func(b []byte, m *pubsub.Message) []byte
 	sets    [cacheSets]cacheSet
 	encodes atomic.Uint64 // messages encoded, for tests and benchmarks
 }
@@ -61,7 +64,11 @@ func (c *encodeCache) get(m *pubsub.Message) []byte {
 	if enc := s.lookup(m); enc != nil {
 		return enc
 	}
-	enc := appendMessage(make([]byte, 0, 160+len(m.Payload)), m)
+	encode := c.encode
+	if encode == nil {
+		encode = appendMessage
+	}
+	enc := encode(make([]byte, 0, 176+len(m.Payload)), m)
 	if !utf8.Valid(enc) {
 		// Only a payload from an in-process publisher can get here with
 		// invalid UTF-8, which browsers refuse in text frames. In valid JSON

@@ -49,6 +49,15 @@ type serverConn struct {
 	cred    string
 	hasCred bool
 
+	// A single-topic socket is subscribed to bound (a topic, or a pattern)
+	// on connect and only receives. A temporary client socket's identity is
+	// preID, proven by its token, and it closes after maxDur (when
+	// positive).
+	bound    string
+	preID    *Identity
+	maxDur   time.Duration
+	lifetime pubsub.Timer // guarded by idMu
+
 	idMu   sync.Mutex
 	id     Identity
 	expiry pubsub.Timer
@@ -229,6 +238,9 @@ func (c *serverConn) finish() {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
+	if c.lifetime != nil {
+		c.lifetime.Stop()
+	}
 	c.idMu.Unlock()
 	c.s.remove(c)
 }
@@ -285,7 +297,7 @@ func (c *serverConn) authenticate() bool {
 	defer timer.Stop()
 
 	cred, reqID := c.cred, ""
-	if !c.hasCred {
+	if !c.hasCred && c.preID == nil {
 		if !c.await() {
 			return false
 		}
@@ -309,7 +321,13 @@ func (c *serverConn) authenticate() bool {
 	r := c.req
 	c.req, c.cred = nil, ""
 
-	id, err := o.Authenticate(actx, r, cred)
+	var id Identity
+	var err error
+	if c.preID != nil {
+		id = *c.preID
+	} else {
+		id, err = o.Authenticate(actx, r, cred)
+	}
 	if c.failPending() {
 		return false // timed out
 	}
@@ -355,7 +373,35 @@ func (c *serverConn) authenticate() bool {
 	c.id = id
 	c.armExpiry()
 	c.idMu.Unlock()
+	if c.bound != "" {
+		return c.subscribeBound(reqID)
+	}
 	return c.reply(appendWelcome(nil, reqID, c.welcome(id)))
+}
+
+// subscribeBound subscribes a single-topic socket to its topic and sends
+// the welcome and the subscribed frame; a refusal closes the connection
+// with CloseUnauthenticated. It reports whether the connection may proceed.
+func (c *serverConn) subscribeBound(reqID string) bool {
+	if err := c.authorize(pubsub.ActionSubscribe, c.bound); err != nil {
+		c.fail(CloseUnauthenticated, asPubsubError(err))
+		return false
+	}
+	if err := c.hc.Subscribe(c.ctx, pubsub.SubscribeRequest{Topic: c.bound}); err != nil {
+		c.fail(CloseHubEnded, asPubsubError(err))
+		return false
+	}
+	c.subs[c.bound] = struct{}{}
+	if c.maxDur > 0 {
+		d := c.maxDur
+		c.idMu.Lock()
+		c.lifetime = c.s.opts.Clock.AfterFunc(d, func() {
+			c.requestClose(CloseMaxDuration, pubsub.Errorf(pubsub.CodeUnauthenticated, "the client socket's max_dur of %d ms is over", d.Milliseconds()))
+		})
+		c.idMu.Unlock()
+	}
+	return c.reply(appendWelcome(nil, reqID, c.welcome(c.id))) &&
+		c.reply(appendTopicReply(nil, typeSubscribed, "", c.bound))
 }
 
 func (c *serverConn) welcome(id Identity) welcome {
@@ -405,6 +451,14 @@ func (c *serverConn) handle(data []byte) bool {
 	req, perr := decodeRequest(data)
 	if perr != nil {
 		return c.replyError(req.ID, perr)
+	}
+	if c.bound != "" {
+		switch {
+		case req.Type == typePing:
+		case req.Type == typeAuth && c.preID == nil:
+		default:
+			return c.replyError(req.ID, pubsub.Errorf(pubsub.CodePermissionDenied, "this socket only receives %q", clip(c.bound, 64)))
+		}
 	}
 	switch req.Type {
 	case typeAuth:
@@ -494,6 +548,7 @@ func (c *serverConn) reauth(req request) bool {
 		Header:     http.Header{},
 		RemoteAddr: c.nc.RemoteAddr().String(),
 	}
+	r.SetPathValue("room", c.room)
 	id, err := o.Authenticate(ctx, r, req.Auth)
 	if err != nil {
 		return c.replyError(req.ID, authError(err))
@@ -513,24 +568,12 @@ func (c *serverConn) reauth(req request) bool {
 	return c.reply(appendWelcome(nil, req.ID, c.welcome(id)))
 }
 
-// authorize asks Options.Authorize about one action.
+// authorize asks the server's authorization about one action.
 func (c *serverConn) authorize(action pubsub.Action, topic string) error {
-	auth := c.s.opts.Authorize
-	if auth == nil {
-		return nil
-	}
 	c.idMu.Lock()
 	id := c.id
 	c.idMu.Unlock()
-	err := auth(c.ctx, id, pubsub.Access{Action: action, Room: c.room, Topic: topic, ClientID: id.ClientID})
-	if err == nil {
-		return nil
-	}
-	var perr *pubsub.Error
-	if errors.As(err, &perr) {
-		return perr
-	}
-	return &pubsub.Error{Code: pubsub.CodePermissionDenied, Message: err.Error(), Err: err}
+	return c.s.authorize(c.ctx, id, pubsub.Access{Action: action, Room: c.room, Topic: topic, ClientID: id.ClientID})
 }
 
 func (c *serverConn) replyError(id string, err error) bool {

@@ -33,13 +33,18 @@ const (
 	CloseInternal = websocket.StatusInternalError
 
 	// CloseUnauthenticated (4001): no credentials, bad credentials, a first
-	// frame that was not {"auth": …}, or no credentials within
-	// Options.AuthTimeout. Go client: UNAUTHENTICATED.
+	// frame that was not {"auth": …}, no credentials within
+	// Options.AuthTimeout, or, on a single-topic socket, credentials that
+	// may not subscribe to its topic (the error frame then says
+	// PERMISSION_DENIED). Go client: UNAUTHENTICATED.
 	CloseUnauthenticated websocket.StatusCode = 4001
 	// CloseCredentialsExpired (4003): the credentials expired
 	// (Identity.Expires) and were not renewed with a new auth frame. Go
 	// client: UNAUTHENTICATED.
 	CloseCredentialsExpired websocket.StatusCode = 4003
+	// CloseMaxDuration (4004): a temporary client socket reached the
+	// max_dur it was created with. Go client: UNAUTHENTICATED.
+	CloseMaxDuration websocket.StatusCode = 4004
 	// CloseSlowConsumer (4008): the client did not read its messages fast
 	// enough: more than Options.SendQueue messages waited for it, a write
 	// took longer than Options.WriteTimeout, or the hub dropped its
@@ -64,7 +69,7 @@ func closeCodeError(code websocket.StatusCode, reason string) *pubsub.Error {
 		c = pubsub.CodePayloadTooLarge
 	case CloseInternal:
 		c = pubsub.CodeInternal
-	case CloseUnauthenticated, CloseCredentialsExpired:
+	case CloseUnauthenticated, CloseCredentialsExpired, CloseMaxDuration:
 		c = pubsub.CodeUnauthenticated
 	case CloseSlowConsumer:
 		c = pubsub.CodeSlowConsumer

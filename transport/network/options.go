@@ -44,6 +44,30 @@ type Options struct {
 	// ClientID ("anon-" and 16 hex digits), whatever it sends.
 	Authenticate func(ctx context.Context, r *http.Request, credential string) (Identity, error)
 
+	// Keys, when set, authenticates with per-room publish and subscribe
+	// keys instead of Authenticate, which is then not called: it returns
+	// the keys of a room, or false for a room that does not exist (every
+	// request for it fails with UNAUTHENTICATED). A credential is "<key>"
+	// or "<key>:<name>"; see [RoomKeys] for what each key may do and
+	// [Role] for the Identity's Info. Authorize, when set too, is asked
+	// after the key's role allowed an action. Keys is called on every
+	// request and connection and should be fast.
+	Keys func(room string) (RoomKeys, bool)
+
+	// PublishPerMinute caps the HTTP publishes (POST …/publish) of each
+	// room, whoever sends them, over a rolling minute: a publish beyond it
+	// fails with RATE_LIMIT_EXCEEDED (HTTP 429) and a Retry-After of the
+	// seconds until the oldest publish of the window leaves it.
+	// RoomKeys.PublishPerMinute overrides it per room. The window runs on
+	// Clock. Zero means no cap.
+	PublishPerMinute int
+
+	// MaxClientSockets is the most temporary client sockets (GET
+	// …/client) the server remembers at once, used or not; creating one
+	// more fails with RATE_LIMIT_EXCEEDED (HTTP 429). A socket is forgotten
+	// ten minutes after it expires. Zero means 100000.
+	MaxClientSockets int
+
 	// Authorize, when set, is asked before every publish, subscribe (the
 	// topic may be a pattern) and history request. An error fails that
 	// request, and only that request: a *pubsub.Error keeps its code,
@@ -121,6 +145,7 @@ const (
 	DefaultSendQueue        = 256
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultMaxFrameRate     = 1000
+	DefaultMaxClientSockets = 100000
 )
 
 func (o Options) withDefaults() Options {
@@ -147,6 +172,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxFrameRate == 0 {
 		o.MaxFrameRate = DefaultMaxFrameRate
+	}
+	if o.MaxClientSockets <= 0 {
+		o.MaxClientSockets = DefaultMaxClientSockets
 	}
 	if o.Clock == nil {
 		o.Clock = pubsub.SystemClock{}

@@ -19,13 +19,17 @@ import (
 // for concurrent use. Call [Server.Shutdown] to end its connections: they
 // are hijacked from net/http, so http.Server.Shutdown does not see them.
 type Server struct {
-	t     pubsub.Transport
-	opts  Options
-	mux   *http.ServeMux
-	cache encodeCache
+	t        pubsub.Transport
+	opts     Options
+	mux      *http.ServeMux
+	cache    encodeCache // "messages" frames
+	sseCache encodeCache // SSE events
+	limiter  publishLimiter
+	sockets  socketTable
 
 	mu       sync.Mutex
 	conns    map[*serverConn]struct{}
+	streams  map[*sseStream]struct{}
 	shutdown bool
 	beat     pubsub.Timer // the heartbeat; nil while there is no connection
 	wg       sync.WaitGroup
@@ -36,11 +40,17 @@ type Server struct {
 // the connections they open.
 func NewServer(t pubsub.Transport, opts Options) *Server {
 	s := &Server{
-		t:     t,
-		opts:  opts.withDefaults(),
-		mux:   http.NewServeMux(),
-		conns: make(map[*serverConn]struct{}),
+		t:       t,
+		opts:    opts.withDefaults(),
+		mux:     http.NewServeMux(),
+		conns:   make(map[*serverConn]struct{}),
+		streams: make(map[*sseStream]struct{}),
 	}
+	if opts.Keys != nil {
+		s.opts.Authenticate = s.authenticateKeys
+	}
+	s.sseCache.encode = appendEvent
+	s.sockets.init()
 	s.routes()
 	return s
 }
@@ -49,6 +59,17 @@ func NewServer(t pubsub.Transport, opts Options) *Server {
 // each route is a Go 1.22 ServeMux pattern.
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /{room}/ws", s.serveWebSocket)
+	s.mux.HandleFunc("POST /{room}/pubsub/{topic}/publish", s.servePublish)
+	s.mux.HandleFunc("GET /{room}/pubsub/{topic}/subscribe", s.serveSSE)
+	s.mux.HandleFunc("GET /{room}/pubsub/{topic}/ws", s.serveTopicSocket)
+	s.mux.HandleFunc("GET /{room}/pubsub/{topic}/client", s.serveClientSocketCreate)
+	s.mux.HandleFunc("GET /{room}/pubsub/{topic}/history", s.serveHistory)
+	s.mux.HandleFunc("GET /{room}/s/{token}", s.serveClientSocket)
+	// Legacy aliases.
+	s.mux.HandleFunc("POST /{room}/publish/{topic}", s.servePublish)
+	s.mux.HandleFunc("GET /{room}/subscribe/{topic}", s.serveSSE)
+	s.mux.HandleFunc("GET /{room}/ws/subscribe/{topic}", s.serveTopicSocket)
+	s.mux.HandleFunc("/", s.serveNotFound)
 }
 
 // ServeHTTP routes a request.
@@ -56,29 +77,38 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// serveWebSocket upgrades GET /{room}/ws and hands the connection to its own
-// goroutine, so that the request's goroutine, and the buffers net/http keeps
-// with it, go away.
+// serveWebSocket upgrades GET /{room}/ws to a connection of the frame
+// protocol.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	room := r.PathValue("room")
+	s.accept(w, r, &serverConn{room: r.PathValue("room")})
+}
+
+// accept upgrades r to a WebSocket served as c and hands the connection to
+// its own goroutine, so that the request's goroutine, and the buffers
+// net/http keeps with it, go away. c has its room and, for single-topic
+// sockets, its topic and perhaps its identity; unless it has an identity,
+// the credential comes from the request or the first frame. It reports
+// whether the connection was accepted; if not, the response is written.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, c *serverConn) bool {
 	s.mu.Lock()
 	down := s.shutdown
 	s.mu.Unlock()
 	if down {
-		err := pubsub.Errorf(pubsub.CodeNetworkError, "server is shutting down")
-		writeHTTPError(w, httpStatus(err.Code), err)
-		return
+		fail(w, pubsub.Errorf(pubsub.CodeNetworkError, "server is shutting down"))
+		return false
 	}
-	cred, hasCred := credential(r)
+	c.s, c.req = s, r
+	if c.preID == nil {
+		c.cred, c.hasCred = credential(r)
+	}
 	sw := &smallBuffers{ResponseWriter: w}
-	c := &serverConn{s: s, room: room, req: r, cred: cred, hasCred: hasCred}
 	ws, err := websocket.Accept(sw, r, &websocket.AcceptOptions{
 		OriginPatterns: s.opts.OriginPatterns,
 		OnPongReceived: func(context.Context, []byte) { c.seen() },
 	})
 	if err != nil {
-		s.opts.Logger.Info("network: refused WebSocket handshake", "room", room, "remote", r.RemoteAddr, "err", err)
-		return // Accept wrote the response
+		s.opts.Logger.Info("network: refused WebSocket handshake", "room", c.room, "remote", r.RemoteAddr, "err", err)
+		return false // Accept wrote the response
 	}
 	ws.SetReadLimit(s.opts.MaxFrameBytes)
 	c.ws, c.nc, c.br, c.hw = ws, sw.conn, sw.br, sw.hw
@@ -88,9 +118,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		c.cancel()
 		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		ws.Close(CloseGoingAway, "server is shutting down")
-		return
+		return true
 	}
 	go c.run()
+	return true
 }
 
 // credential finds the credential of an upgrade request: an Authorization
@@ -132,9 +163,7 @@ func (s *Server) add(c *serverConn) bool {
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	if s.beat == nil && s.opts.Heartbeat > 0 {
-		s.beat = s.opts.Clock.AfterFunc(s.opts.Heartbeat, s.heartbeat)
-	}
+	s.armBeat()
 	return true
 }
 
@@ -143,7 +172,43 @@ func (s *Server) remove(c *serverConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
-	if len(s.conns) == 0 && s.beat != nil {
+	s.idleBeat()
+}
+
+// addStream registers an event stream, whose request goroutine Shutdown
+// then waits for. It reports false when the server is shutting down.
+func (s *Server) addStream(st *sseStream) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return false
+	}
+	s.streams[st] = struct{}{}
+	s.wg.Add(1)
+	s.armBeat()
+	return true
+}
+
+// removeStream forgets an event stream whose handler is returning.
+func (s *Server) removeStream(st *sseStream) {
+	s.mu.Lock()
+	delete(s.streams, st)
+	s.idleBeat()
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// armBeat starts the heartbeat if it is not running. Call it with mu held.
+func (s *Server) armBeat() {
+	if s.beat == nil && s.opts.Heartbeat > 0 {
+		s.beat = s.opts.Clock.AfterFunc(s.opts.Heartbeat, s.heartbeat)
+	}
+}
+
+// idleBeat stops the heartbeat once nothing is connected. Call it with mu
+// held.
+func (s *Server) idleBeat() {
+	if len(s.conns) == 0 && len(s.streams) == 0 && s.beat != nil {
 		s.beat.Stop()
 		s.beat = nil
 	}
@@ -166,7 +231,8 @@ func (s *Server) goConn(c *serverConn, f func()) bool {
 }
 
 // heartbeat pings every connection and drops those that have been silent
-// for two heartbeats. It re-arms itself while there are connections.
+// for two heartbeats, and has every event stream send a comment. It re-arms
+// itself while there are connections or streams.
 func (s *Server) heartbeat() {
 	now := s.opts.Clock.Now()
 	s.mu.Lock()
@@ -177,6 +243,9 @@ func (s *Server) heartbeat() {
 	conns := make([]*serverConn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
+	}
+	for st := range s.streams {
+		st.poke()
 	}
 	s.beat = s.opts.Clock.AfterFunc(s.opts.Heartbeat, s.heartbeat)
 	s.mu.Unlock()
@@ -215,6 +284,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
+	for st := range s.streams {
+		st.end(pubsub.Errorf(pubsub.CodeNetworkError, "server is shutting down"))
+	}
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.goAway()
@@ -238,14 +310,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Stats are a server's gauges and counters.
 type Stats struct {
-	Connections int    // open WebSocket connections
-	Encoded     uint64 // messages encoded for delivery, once per publish
+	Connections   int    // open WebSocket connections
+	Streams       int    // open Server-Sent Events streams
+	ClientSockets int    // temporary client sockets remembered
+	Encoded       uint64 // messages encoded for WebSockets, once per publish
+	EncodedEvents uint64 // messages encoded as SSE events, once per publish
 }
 
 // Stats returns the server's current figures.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	n := len(s.conns)
+	n, m := len(s.conns), len(s.streams)
 	s.mu.Unlock()
-	return Stats{Connections: n, Encoded: s.cache.encodes.Load()}
+	return Stats{
+		Connections:   n,
+		Streams:       m,
+		ClientSockets: s.sockets.size(),
+		Encoded:       s.cache.encodes.Load(),
+		EncodedEvents: s.sseCache.encodes.Load(),
+	}
 }

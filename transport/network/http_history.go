@@ -1,0 +1,98 @@
+package network
+
+import (
+	"math"
+	"net/http"
+	"net/url"
+
+	"github.com/plazahq/plaza/pubsub"
+)
+
+// parseHistoryQuery reads the query parameters of GET …/history: before and
+// after (message ids, at most one of them), limit (1 to 50, default 25) and
+// from (a sender; repeat it for several). Bad values fail with the codes of
+// the Go API: INVALID_HISTORY_OPTS for the anchors, INVALID_LIMIT for the
+// limit.
+func parseHistoryQuery(topicName string, q url.Values) (pubsub.HistoryRequest, *pubsub.Error) {
+	req := pubsub.HistoryRequest{Topic: topicName, From: q["from"]}
+	for _, a := range []struct {
+		name string
+		dst  *pubsub.ID
+	}{{"before", &req.Before}, {"after", &req.After}} {
+		v := q.Get(a.name)
+		if v == "" {
+			continue
+		}
+		id, err := pubsub.ParseID(v)
+		if err != nil || id == 0 {
+			return req, pubsub.Errorf(pubsub.CodeInvalidHistoryOpts, "%s: invalid message id %q", a.name, clip(v, 24))
+		}
+		*a.dst = id
+	}
+	n, perr := queryInt(q, "limit", 0, math.MinInt64, math.MaxInt64, pubsub.CodeInvalidLimit)
+	if perr != nil {
+		return req, perr
+	}
+	if n < 1 && q.Get("limit") != "" || n > pubsub.MaxHistoryLimit {
+		return req, pubsub.Errorf(pubsub.CodeInvalidLimit, "limit %d is outside 1 to %d", n, pubsub.MaxHistoryLimit)
+	}
+	req.Limit = int(n)
+	if err := pubsub.CheckHistory(&req); err != nil {
+		return req, asPubsubError(err)
+	}
+	return req, nil
+}
+
+// serveHistory answers GET /{room}/pubsub/{topic}/history with one page of
+// the topic's history, as the caller may see it.
+func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("room")
+	id, perr := s.httpIdentity(r)
+	if perr != nil {
+		fail(w, perr)
+		return
+	}
+	req, perr := parseHistoryQuery(r.PathValue("topic"), r.URL.Query())
+	if perr != nil {
+		fail(w, perr)
+		return
+	}
+	ctx := r.Context()
+	if err := s.authorize(ctx, id, pubsub.Access{Action: pubsub.ActionHistory, Room: room, Topic: req.Topic, ClientID: id.ClientID}); err != nil {
+		fail(w, err)
+		return
+	}
+	hc, err := s.t.Connect(ctx, pubsub.ConnectRequest{Room: room, ClientID: id.ClientID})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	defer hc.Close()
+	page, err := hc.History(ctx, req)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	bp := getBuf()
+	*bp = appendPage(*bp, &page)
+	writeData(w, *bp)
+	putBuf(bp)
+}
+
+// appendPage appends a history page as {"messages": [...], "hasMore": bool}.
+func appendPage(b []byte, p *pubsub.HistoryPage) []byte {
+	b = append(b, `{"messages":[`...)
+	for i := range p.Messages {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendMessage(b, &p.Messages[i])
+	}
+	b = append(b, `],"hasMore":`...)
+	if p.HasMore {
+		b = append(b, "true"...)
+	} else {
+		b = append(b, "false"...)
+	}
+	return append(b, '}')
+}
