@@ -1,28 +1,33 @@
-// Command server runs a Plaza hub that other processes reach over WebSocket:
-// a memory hub, with durable history in a local folder, behind a
-// network.Server.
+// Command server runs a Plaza hub that other processes and browsers reach
+// over HTTP, Server-Sent Events and WebSocket: a memory hub with durable
+// history in a local folder, behind a network.Server, and a small browser
+// page at /.
 //
 //	go run ./examples/server
-//	go run ./examples/server -addr 127.0.0.1:9000 -publish-key pk-dev -subscribe-key sk-dev -data ""
+//	go run ./examples/server -addr 127.0.0.1:9000 -publish-key pk-prod -subscribe-key sk-prod -data /var/lib/plaza
+//	go run ./examples/server -memory      # history in memory only, gone when the server stops
 //
-// It prints the keys and how to connect. A client's credential is a key and
-// a name, "<key>:<name>"; it travels as "Authorization: Bearer <key>:<name>",
-// as ?token=<key>:<name>, or as the first frame {"auth": "<key>:<name>"}. The
-// publish key may publish, subscribe and read history; the subscribe key may
-// only subscribe and read history. The name becomes the client id, the From of
-// what the client publishes: keys are shared secrets, and whoever holds one is
-// trusted to name itself. A real deployment would issue a token per user
-// instead (see network.Options.Authenticate).
+// It prints how to publish with curl, subscribe with SSE and connect from Go.
+// Every room has the same two keys (network.Options.Keys): the publish key
+// may publish, subscribe, read history and create temporary client sockets;
+// the subscribe key may do all but publish. A credential is the key, or
+// "<key>:<name>" to choose the client id. The default keys, pk-dev and
+// sk-dev, are for trying the server on this machine: choose your own before
+// listening on any other address.
 //
-// SIGINT or SIGTERM shuts the server down cleanly: connections are closed
-// with the going-away code once their current request is answered, then the
-// history is closed.
+// History lives in the folder of -data (./plaza-data by default), in
+// history.db. Only one server can use a folder at a time; a second one fails
+// at once with an error that says so. To start afresh, stop the server and
+// delete the folder.
+//
+// SIGINT or SIGTERM shuts the server down cleanly: event streams end and
+// WebSockets close with the going-away code once their current request is
+// answered; then the hub and the history close, in that order.
 package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,38 +43,48 @@ import (
 	"syscall"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/plazahq/plaza/history"
-	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
 	"github.com/plazahq/plaza/transport/network"
 )
 
+// page is the browser page served at /.
+//
+//go:embed page.html
+var page []byte
+
+// Default keys, for trying the server on this machine.
+const (
+	defaultPublishKey   = "pk-dev"
+	defaultSubscribeKey = "sk-dev"
+)
+
 // config is what the flags set.
 type config struct {
-	addr         string
-	publishKey   string
-	subscribeKey string
-	data         string   // folder for durable history; "" keeps it in memory
-	origins      []string // browser origins allowed besides the server's own
+	addr             string
+	publishKey       string
+	subscribeKey     string
+	data             string   // folder for durable history
+	memory           bool     // keep history in memory instead
+	publishPerMinute int      // HTTP publishes per room per rolling minute; 0: no cap
+	origins          []string // browser origins allowed besides the server's own
 }
 
 func main() {
 	var cfg config
 	var origins string
 	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "address to listen on")
-	flag.StringVar(&cfg.publishKey, "publish-key", "", "key that may publish, subscribe and read history (default: random, printed)")
-	flag.StringVar(&cfg.subscribeKey, "subscribe-key", "", "key that may subscribe and read history (default: random, printed)")
-	flag.StringVar(&cfg.data, "data", "plaza-data", `folder for durable history; "" keeps history in memory`)
+	flag.StringVar(&cfg.publishKey, "publish-key", defaultPublishKey, "key that may publish, subscribe, read history and create client sockets")
+	flag.StringVar(&cfg.subscribeKey, "subscribe-key", defaultSubscribeKey, "key that may subscribe, read history and create client sockets, but not publish")
+	flag.StringVar(&cfg.data, "data", "plaza-data", "folder for durable history (history.db inside it)")
+	flag.BoolVar(&cfg.memory, "memory", false, "keep history in memory only: it is lost when the server stops")
+	flag.IntVar(&cfg.publishPerMinute, "publish-per-minute", 0, "cap on HTTP publishes per room over a rolling minute (0: no cap)")
 	flag.StringVar(&origins, "origins", "", `comma-separated browser origins allowed besides the server's own, as host patterns ("localhost:*")`)
 	flag.Parse()
 	if origins != "" {
 		cfg.origins = strings.Split(origins, ",")
-	}
-	if cfg.publishKey == "" {
-		cfg.publishKey = "pk-" + randomHex()
-	}
-	if cfg.subscribeKey == "" {
-		cfg.subscribeKey = "sk-" + randomHex()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -84,19 +99,29 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 	if cfg.publishKey == "" || cfg.subscribeKey == "" || cfg.publishKey == cfg.subscribeKey {
 		return errors.New("the publish and subscribe keys must be set and differ")
 	}
+	if strings.Contains(cfg.publishKey, ":") || strings.Contains(cfg.subscribeKey, ":") {
+		return errors.New(`keys cannot contain ":", which separates a key from a client name`)
+	}
+	if !cfg.memory && cfg.data == "" {
+		return errors.New("-data is empty: name a folder for history, or pass -memory")
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	var store history.Store
-	if cfg.data != "" {
+	if !cfg.memory {
 		if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 			return err
 		}
-		bolt, err := history.OpenBolt(filepath.Join(cfg.data, "history.db"), history.BoltOptions{})
+		path := filepath.Join(cfg.data, "history.db")
+		b, err := history.OpenBolt(path, history.BoltOptions{})
+		if errors.Is(err, bolt.ErrTimeout) {
+			return fmt.Errorf("the data folder %s is in use by another Plaza server: stop that one, or pass another -data folder (%w)", cfg.data, err)
+		}
 		if err != nil {
 			return err
 		}
-		defer bolt.Close()
-		store = bolt
+		defer b.Close() // last: after the hub
+		store = b
 	}
 	hub, err := memory.New(memory.Options{
 		Store: store,
@@ -107,20 +132,30 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 	if err != nil {
 		return err
 	}
-	defer hub.Close()
+	defer hub.Close() // after the server, before the store
 
-	keys := keyring{publish: cfg.publishKey, subscribe: cfg.subscribeKey}
+	keys := network.RoomKeys{
+		Publish:   []string{cfg.publishKey},
+		Subscribe: []string{cfg.subscribeKey},
+	}
 	srv := network.NewServer(hub, network.Options{
-		Authenticate:   keys.authenticate,
-		Authorize:      keys.authorize,
-		OriginPatterns: cfg.origins,
-		Logger:         logger,
+		Keys:             func(string) (network.RoomKeys, bool) { return keys, true },
+		PublishPerMinute: cfg.publishPerMinute,
+		OriginPatterns:   cfg.origins,
+		Logger:           logger,
 	})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(page)
+	})
+	mux.Handle("/", srv)
+
 	l, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(l) }()
 
@@ -146,79 +181,43 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 }
 
 func printHelp(out io.Writer, addr string, cfg config) {
-	where := "in memory"
-	if cfg.data != "" {
-		where = "in " + filepath.Join(cfg.data, "history.db")
+	where := "in memory only (-memory): it is lost when the server stops"
+	if !cfg.memory {
+		abs, err := filepath.Abs(filepath.Join(cfg.data, "history.db"))
+		if err != nil {
+			abs = filepath.Join(cfg.data, "history.db")
+		}
+		where = "in " + abs + " (stop the server and delete the folder to start afresh)"
 	}
-	fmt.Fprintf(out, `Plaza hub listening on ws://%[1]s (history %[4]s)
+	fmt.Fprintf(out, `Plaza hub listening on http://%[1]s
+History is kept %[4]s.
 
-  publish key:    %[2]s   (publish, subscribe, history)
-  subscribe key:  %[3]s   (subscribe, history)
+  publish key:    %[2]s   (publish, subscribe, history, client sockets)
+  subscribe key:  %[3]s   (subscribe, history, client sockets)
 
-A room's WebSocket is ws://%[1]s/{room}/ws. Send the credential "<key>:<your name>"
-as "Authorization: Bearer ...", as ?token=..., or as the first frame {"auth": "..."}.
+Open http://%[1]s/ in a browser, or try it from a shell:
 
-From Go:
+  # subscribe with Server-Sent Events (leave it running)
+  curl -N "http://%[1]s/lobby/pubsub/alerts/subscribe?token=%[3]s"
+
+  # publish, from another shell
+  curl -X POST "http://%[1]s/lobby/pubsub/alerts/publish" \
+       -H "Authorization: Bearer %[2]s" -H "Content-Type: application/json" \
+       -d '{"message": "Server restarted"}'
+
+  # the newest messages
+  curl "http://%[1]s/lobby/pubsub/alerts/history?limit=10" -H "Authorization: Bearer %[3]s"
+
+  # a temporary socket path for a browser that must not see a key
+  curl "http://%[1]s/lobby/pubsub/alerts/client?max_uses=1&ttl=300000" -H "Authorization: Bearer %[3]s"
+
+From Go (a Room over WebSocket, ws://%[1]s/{room}/ws):
 
 	t, _ := network.NewClient("ws://%[1]s", nil)
 	room, _ := pubsub.Join(ctx, t, "lobby", &pubsub.JoinOptions{Token: "%[2]s:alice", GapFill: true})
-	room.Subscribe(ctx, "chat", func(m pubsub.Message) { fmt.Printf("%%s: %%s\n", m.From, m.Payload) })
-	room.Publish(ctx, "chat", map[string]string{"text": "hello"})
-
-From a browser page on this host (other origins need -origins):
-
-	ws = new WebSocket("ws://%[1]s/lobby/ws?token=%[3]s:bob")
-	ws.onmessage = e => console.log(JSON.parse(e.data))
-	ws.onopen = () => ws.send(JSON.stringify({type: "subscribe", id: "1", topic: "chat"}))
+	room.Subscribe(ctx, "alerts", func(m pubsub.Message) { fmt.Printf("%%s: %%s\n", m.From, m.Payload) })
+	room.Publish(ctx, "alerts", map[string]string{"text": "hello"})
 
 Stop with Ctrl-C.
 `, addr, cfg.publishKey, cfg.subscribeKey, where)
-}
-
-// keyring checks credentials against the two keys.
-type keyring struct {
-	publish, subscribe string
-}
-
-// role is what a key allows; it is the Identity's Info.
-type role string
-
-const (
-	rolePublisher  role = "publisher"
-	roleSubscriber role = "subscriber"
-)
-
-// authenticate accepts "<key>:<name>", or a bare key for an anonymous name.
-func (k keyring) authenticate(_ context.Context, _ *http.Request, cred string) (network.Identity, error) {
-	key, name, _ := strings.Cut(cred, ":")
-	var r role
-	switch key {
-	case k.publish:
-		r = rolePublisher
-	case k.subscribe:
-		r = roleSubscriber
-	default:
-		return network.Identity{}, pubsub.Errorf(pubsub.CodeUnauthenticated, "unknown key")
-	}
-	if name == "" {
-		name = "anon-" + randomHex()[:8]
-	}
-	if err := pubsub.CheckClientID(name); err != nil {
-		return network.Identity{}, err
-	}
-	return network.Identity{ClientID: name, Info: r}, nil
-}
-
-// authorize lets only the publish key publish.
-func (k keyring) authorize(_ context.Context, id network.Identity, a pubsub.Access) error {
-	if a.Action == pubsub.ActionPublish && id.Info != rolePublisher {
-		return pubsub.Errorf(pubsub.CodePermissionDenied, "the subscribe key cannot publish")
-	}
-	return nil
-}
-
-func randomHex() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

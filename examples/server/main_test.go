@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,13 +115,89 @@ func TestServer(t *testing.T) {
 	})
 }
 
-func TestRunRefusesBadKeys(t *testing.T) {
+func TestRunRefusesBadConfig(t *testing.T) {
 	for _, cfg := range []config{
-		{addr: "127.0.0.1:0", subscribeKey: "sk"},
-		{addr: "127.0.0.1:0", publishKey: "same", subscribeKey: "same"},
+		{addr: "127.0.0.1:0", subscribeKey: "sk", memory: true},
+		{addr: "127.0.0.1:0", publishKey: "same", subscribeKey: "same", memory: true},
+		{addr: "127.0.0.1:0", publishKey: "pk:x", subscribeKey: "sk", memory: true},
+		{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk"}, // no -data, no -memory
 	} {
 		if err := run(context.Background(), cfg, io.Discard, nil); err == nil {
 			t.Errorf("run(%+v) = nil, want an error", cfg)
 		}
+	}
+}
+
+// TestDataFolderInUse starts a second server on the folder of a running one:
+// it must fail at once, saying the folder is in use.
+func TestDataFolderInUse(t *testing.T) {
+	cfg := config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", data: t.TempDir()}
+	start(t, cfg)
+	errc := make(chan error, 1)
+	go func() { errc <- run(context.Background(), cfg, io.Discard, nil) }()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "in use by another Plaza server") {
+			t.Errorf("second server on the same folder: %v, want an error saying it is in use", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second server hangs")
+	}
+}
+
+// TestHTTP drives the example over plain HTTP, as its printed help does:
+// the page, an SSE stream, a curl-style publish, history, and the memory
+// flag.
+func TestHTTP(t *testing.T) {
+	addr := start(t, config{addr: "127.0.0.1:0", publishKey: defaultPublishKey, subscribeKey: defaultSubscribeKey, memory: true})
+	base := "http://" + addr
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "window.plaza") {
+		t.Fatalf("GET / = %d, %d bytes; want the page", resp.StatusCode, len(body))
+	}
+
+	stream, err := http.Get(base + "/lobby/pubsub/alerts/subscribe?token=" + defaultSubscribeKey)
+	if err != nil || stream.StatusCode != 200 {
+		t.Fatalf("subscribe = %v, %v", stream, err)
+	}
+	defer stream.Body.Close()
+	req, _ := http.NewRequest(http.MethodPost, base+"/lobby/pubsub/alerts/publish", strings.NewReader(`{"message": "Server restarted"}`))
+	req.Header.Set("Authorization", "Bearer "+defaultPublishKey)
+	req.Header.Set("Content-Type", "application/json")
+	pr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct{ Data pubsub.Message }
+	json.NewDecoder(pr.Body).Decode(&env)
+	pr.Body.Close()
+	if pr.StatusCode != 200 || env.Data.ID == 0 {
+		t.Fatalf("publish = %d %+v", pr.StatusCode, env)
+	}
+	lines := bufio.NewScanner(stream.Body)
+	want := "id: " + env.Data.ID.String()
+	for lines.Scan() {
+		if lines.Text() == want {
+			break
+		}
+	}
+	if !lines.Scan() || !strings.Contains(lines.Text(), `"payload":"Server restarted"`) {
+		t.Errorf("the event after %q is %q, want the message", want, lines.Text())
+	}
+
+	req, _ = http.NewRequest(http.MethodPost, base+"/lobby/pubsub/alerts/publish", strings.NewReader(`{"message": 1}`))
+	req.Header.Set("Authorization", "Bearer "+defaultSubscribeKey)
+	pr, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Body.Close()
+	if pr.StatusCode != http.StatusForbidden {
+		t.Errorf("publish with the subscribe key = %d, want 403", pr.StatusCode)
 	}
 }
