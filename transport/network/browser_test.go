@@ -1,0 +1,105 @@
+package network
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// chromiumPath is where Debian's chromium package puts the browser.
+const chromiumPath = "/usr/bin/chromium"
+
+// TestBrowser builds examples/server, starts it on a free loopback port
+// and has headless Chromium (driven by playwright-core, in
+// testdata/browser/check.mjs) check that a page the server serves can
+// receive with EventSource and WebSocket what an HTTP POST publishes, and
+// use a temporary client socket path without a key.
+//
+// It skips when Chromium, node or playwright-core is missing, unless CI is
+// "true": CI installs them (.ci/run), so there a missing one fails the test.
+func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser; skipped with -short")
+	}
+	missing := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and "+format, args...)
+		}
+		t.Skipf("skipping the browser test: "+format, args...)
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		missing("Chromium is not installed at %s (apt-get install chromium, as .ci/run does)", chromiumPath)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing("node is not installed (apt-get install nodejs npm)")
+	}
+	if _, err := os.Stat("testdata/browser/node_modules/playwright-core"); err != nil {
+		missing("playwright-core is not installed: run npm ci in transport/network/testdata/browser, as .ci/run does")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "server")
+	if out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, "../../examples/server").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./examples/server: %v\n%s", err, out)
+	}
+
+	srv := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0", "-memory")
+	srv.Stderr = os.Stderr
+	stdout, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatalf("starting the server: %v", err)
+	}
+	addrc := make(chan string, 1)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		lines := bufio.NewScanner(stdout)
+		for lines.Scan() {
+			if rest, ok := strings.CutPrefix(lines.Text(), "Plaza hub listening on "); ok {
+				addrc <- rest
+			}
+		}
+	}()
+	defer func() {
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		<-drained
+		if err := srv.Wait(); err != nil && ctx.Err() == nil {
+			t.Errorf("the server did not shut down cleanly: %v", err)
+		}
+	}()
+	var base string
+	select {
+	case base = <-addrc:
+	case <-drained:
+		t.Fatal("the server exited before listening")
+	case <-ctx.Done():
+		t.Fatal("the server did not start")
+	}
+
+	check := exec.CommandContext(ctx, node, "check.mjs", base, "pk-dev", "sk-dev", filepath.Join(dir, "profile"))
+	check.Dir = "testdata/browser"
+	check.Env = append(os.Environ(), "CHROMIUM="+chromiumPath)
+	out, err := check.CombinedOutput()
+	t.Logf("check.mjs against %s:\n%s", base, out)
+	if err != nil {
+		t.Fatalf("the browser checks failed: %v", err)
+	}
+}
