@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,7 +53,7 @@ type receivers struct {
 	mu        sync.Mutex
 	lat       [][]int32 // per receiver, microseconds
 	wg        sync.WaitGroup
-	conns     []*websocket.Conn
+	closers   []func()
 }
 
 func newReceivers(n int) *receivers {
@@ -62,13 +63,22 @@ func newReceivers(n int) *receivers {
 // start reads from ws as receiver i until it closes.
 func (r *receivers) start(i int, ws *websocket.Conn) {
 	ws.SetReadLimit(1 << 24)
-	r.conns = append(r.conns, ws)
+	r.closers = append(r.closers, func() { ws.CloseNow() })
+	r.run(i, func() ([]byte, error) {
+		_, data, err := ws.Read(context.Background())
+		return data, err
+	})
+}
+
+// run reads chunks with read as receiver i until it fails; every message in
+// a chunk carries its send time after "t":.
+func (r *receivers) run(i int, read func() ([]byte, error)) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		mark := []byte(`"t":`)
 		for {
-			_, data, err := ws.Read(context.Background())
+			data, err := read()
 			if err != nil {
 				return
 			}
@@ -130,8 +140,8 @@ func (r *receivers) report(b *testing.B, elapsed time.Duration, n int) {
 }
 
 func (r *receivers) close() {
-	for _, ws := range r.conns {
-		ws.CloseNow()
+	for _, c := range r.closers {
+		c()
 	}
 	r.wg.Wait()
 }
@@ -191,6 +201,7 @@ func benchPlaza(b *testing.B, n, window int) {
 
 	r.reset()
 	encoded := srv.Stats().Encoded
+	runtime.GC()
 	b.ResetTimer()
 	start := time.Now()
 	publishAll(b, r, n, window, func(p []byte) {
