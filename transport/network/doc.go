@@ -1,5 +1,6 @@
-// Package network serves a Plaza hub to other processes over WebSocket, and
-// reaches such a hub from Go.
+// Package network serves a Plaza hub to other processes and to browsers
+// over WebSocket, Server-Sent Events and plain HTTP, and reaches such a hub
+// from Go.
 //
 // Use [NewServer] to serve any [pubsub.Transport], normally a memory.Hub, as
 // an http.Handler; use [NewClient] for a pubsub.Transport that Rooms in
@@ -7,7 +8,7 @@
 //
 //	// The hub's process.
 //	hub, _ := memory.New(memory.Options{})
-//	srv := network.NewServer(hub, network.Options{Authenticate: checkToken})
+//	srv := network.NewServer(hub, network.Options{Keys: roomKeys})
 //	go http.ListenAndServe("127.0.0.1:8080", srv)
 //
 //	// A client's process.
@@ -22,16 +23,152 @@
 //
 // # Routes
 //
-//	GET /{room}/ws    WebSocket for the frame protocol below
+// {room} is a room name and {topic} a topic name, both with the characters
+// of topic names; with ?pattern=true, {topic} may be a pattern ("user:*",
+// "user:>"; see package topic), written as it is: "*" needs no escaping in
+// a path, ">" is %3E.
 //
-// {room} is a room name with the characters of a topic name. Mount the Server
-// under a prefix with http.StripPrefix and give the Client the same prefix:
-// NewClient("ws://127.0.0.1:8080/plaza", nil).
+//	GET  /{room}/ws                         WebSocket for the frame protocol below
+//	POST /{room}/pubsub/{topic}/publish     publish a message
+//	GET  /{room}/pubsub/{topic}/subscribe   subscribe with Server-Sent Events
+//	GET  /{room}/pubsub/{topic}/ws          single-topic WebSocket
+//	GET  /{room}/pubsub/{topic}/client      create a temporary client socket path
+//	GET  /{room}/s/{token}                  connect to a temporary client socket
+//	GET  /{room}/pubsub/{topic}/history     one page of history
+//	POST /{room}/publish/{topic}            legacy alias of …/pubsub/{topic}/publish
+//	GET  /{room}/subscribe/{topic}          legacy alias of …/pubsub/{topic}/subscribe
+//	GET  /{room}/ws/subscribe/{topic}       legacy alias of …/pubsub/{topic}/ws
+//
+// Mount the Server under a prefix with http.StripPrefix and give the Client
+// the same prefix: NewClient("ws://127.0.0.1:8080/plaza", nil). The curl
+// lines below run against `go run ./examples/server`, whose keys are pk-dev
+// (publish) and sk-dev (subscribe).
+//
+// # Plain HTTP
+//
+// Every answer that is not a stream is JSON: {"data": …} on success,
+// {"error": {"code": "…", "message": "…"}} on failure, with the codes of
+// pubsub.Code and a status that fits them: 400 for invalid input
+// (INVALID_TOPIC_NAME, INVALID_PAYLOAD, INVALID_LIMIT, INVALID_HISTORY_OPTS,
+// INVALID_REQUEST), 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 for an
+// unknown route, 405 for a known path with another method (with Allow), 413
+// PAYLOAD_TOO_LARGE, 429 RATE_LIMIT_EXCEEDED with a Retry-After header in
+// seconds, 503 NETWORK_ERROR (the server is shutting down, the hub is
+// closed). Credentials travel as for WebSockets (see Authentication): an
+// Authorization header, with or without "Bearer ", or ?token=.
+//
+// Publish: the body is {"message": <any JSON>} with optional "to" (client
+// ids), "metadata" (string values), "persist" (false keeps the message out
+// of history) and "idempotencyKey" (or an Idempotency-Key header); with
+// Content-Type text/plain the whole body is the message, a string. The
+// answer is the message as the hub confirmed it:
+//
+//	curl -X POST http://127.0.0.1:8080/lobby/pubsub/alerts/publish \
+//	     -H "Authorization: Bearer pk-dev" -H "Content-Type: application/json" \
+//	     -d '{"message": "Server restarted"}'
+//	{"data":{"id":"1904829283928846336","topic":"alerts","from":"key-…","payload":"Server restarted","timestamp":"2026-03-15T12:00:00.123Z","persisted":true}}
+//
+// A message travels as JSON everywhere, as it was published: a string
+// stays that string ("payload":"Server restarted"), an object stays that
+// object.
+//
+// History: before or after (a message id), limit (1 to 50, default 25) and
+// from (a sender; repeat it for more), as in Room.GetHistory, with its error
+// codes; the page is oldest first, and hasMore says whether more lie beyond
+// it in the direction asked.
+//
+//	curl "http://127.0.0.1:8080/lobby/pubsub/alerts/history?limit=2&before=1904829283928846336" \
+//	     -H "Authorization: Bearer sk-dev"
+//	{"data":{"messages":[…],"hasMore":true}}
+//
+// # Server-Sent Events
+//
+// GET …/subscribe answers with text/event-stream: one event per message,
+// whose id is the message id and whose data is the message object, on one
+// line. Browsers cannot set headers on an EventSource, so pass the key as
+// ?token=:
+//
+//	curl -N "http://127.0.0.1:8080/lobby/pubsub/alerts/subscribe?token=sk-dev"
+//	curl -N "http://127.0.0.1:8080/lobby/pubsub/user:*/subscribe?pattern=true&token=sk-dev"
+//
+//	new EventSource("/lobby/pubsub/alerts/subscribe?token=sk-dev").onmessage = (e) => console.log(JSON.parse(e.data).payload);
+//
+// The stream is subscribed before the response begins. A client that
+// reconnects with a Last-Event-ID header (EventSource sends it by itself) or
+// a lastEventId parameter gets, before the live messages, every persisted
+// message of the topic after that id from history, and no live message twice.
+// Pattern streams cannot be resumed that way, since history is kept per topic:
+// they start with the live messages, leaving out those at or below the id.
+// A comment line (":") goes out every [Options.Heartbeat]. Each write has
+// [Options.WriteTimeout] and the deadlines of the http.Server are lifted, so
+// no read or write timeout ends a healthy stream. A stream that falls more
+// than [Options.SendQueue] messages behind, or whose write does not finish in
+// time, ends with SLOW_CONSUMER; publishers never wait for it. The last event
+// of a stream the server ends says why:
+//
+//	event: error
+//	data: {"error":{"code":"SLOW_CONSUMER","message":"…"}}
+//
+// # Single-topic sockets
+//
+// GET …/{topic}/ws is a WebSocket of the frame protocol below, subscribed
+// to {topic} (or the pattern, with ?pattern=true) as soon as its credential
+// is accepted: after the welcome comes {"v":1,"type":"subscribed",…} and
+// then "messages" frames. It only receives: publish, subscribe,
+// unsubscribe and history requests fail with PERMISSION_DENIED; ping works.
+// The credential comes as on GET /{room}/ws, so a browser sends it in the
+// first frame:
+//
+//	ws = new WebSocket("ws://127.0.0.1:8080/lobby/pubsub/alerts/ws");
+//	ws.onopen = () => ws.send(JSON.stringify({auth: "sk-dev"}));
+//	ws.onmessage = (e) => { const f = JSON.parse(e.data); if (f.type === "messages") console.log(f.messages); };
+//
+// # Temporary client sockets
+//
+// GET …/{topic}/client creates a path that opens a single-topic socket
+// without a key, for a browser that should not hold one. Query parameters:
+// pattern (false), max_dur (ms the connection may last, 0 = unlimited,
+// default 0), expiry or ttl (ms within which connections must start, 0 to
+// 600000, default 300000; 0 makes a path that has already expired) and
+// max_uses (successful connections, 0 = unlimited, default 1). Either key may
+// create one. The path is relative to the Server's root:
+//
+//	curl "http://127.0.0.1:8080/lobby/pubsub/alerts/client?max_dur=60000&ttl=300000&max_uses=1" \
+//	     -H "Authorization: Bearer sk-dev"
+//	{"data":{"path":"/lobby/s/3q2-…","topic":"alerts","pattern":false,"expiresAt":"2026-03-15T12:05:00Z","maxUses":1,"uses":0,"maxDurMs":60000}}
+//
+//	ws = new WebSocket("ws://127.0.0.1:8080" + path);
+//
+// The token in the path is 192 random bits, works only in its room and only
+// for its topic or pattern, and stands for the identity of whoever created
+// it. A handshake that cannot use it is refused before the upgrade, with
+// an HTTP status and the error envelope: 404 invalid_client_socket (no such
+// token in this room), 410 expired_client_socket (its ttl is over) or 410
+// exhausted_client_socket (its max_uses are used up); a browser sees only a
+// failed WebSocket, and a plain GET of the path (which uses nothing) tells it
+// why, or describes the socket when it can still be used. A connection
+// reaching max_dur gets an error frame and a close with [CloseMaxDuration].
+// Expired and used-up sockets are forgotten ten minutes after they expire;
+// at most [Options.MaxClientSockets] exist at once.
+//
+// # Keys
+//
+// With [Options.Keys] every room (or tenant) has its own publish keys and
+// subscribe keys ([RoomKeys]). A subscribe key subscribes, reads history
+// and creates client sockets, and can never publish (403
+// PERMISSION_DENIED); a publish key can do all of that and publish. A
+// credential is the key, or "<key>:<name>" to choose the client id; a bare
+// key has a client id of its own, the same on every request. HTTP publishes
+// are capped per room over a rolling minute ([Options.PublishPerMinute],
+// [RoomKeys.PublishPerMinute]): beyond the cap they fail with 429
+// RATE_LIMIT_EXCEEDED and a Retry-After of the seconds until the oldest
+// publish of the window leaves it.
 //
 // # Authentication
 //
-// [Options.Authenticate] turns a credential into an [Identity]; the hub sees
-// the identity's ClientID and nothing the client claims. The credential comes
+// [Options.Authenticate] (or [Options.Keys]) turns a credential into an
+// [Identity]; the hub sees the identity's ClientID and nothing the client
+// claims. The credential comes
 // from, in this order: an "Authorization: Bearer <token>" header, a ?token=
 // query parameter, or, for browsers, which cannot set WebSocket headers, the
 // first frame:
@@ -48,7 +185,8 @@
 //
 // [Options.Authorize] is asked before each publish, subscribe and history
 // request; a refusal fails that request with PERMISSION_DENIED and leaves the
-// connection open.
+// connection open. Plain HTTP requests and event streams are authorized the
+// same way, each request on its own.
 //
 // # Frames
 //
@@ -128,23 +266,29 @@
 // write within [Options.WriteTimeout], is closed with [CloseSlowConsumer]
 // (4008) while everyone else carries on. [Server.Shutdown] closes every
 // connection with [CloseGoingAway] (1001). When the hub drops a connection
-// the server closes it with [CloseHubEnded] (4009). Before a 4xxx close the
+// the server closes it with [CloseHubEnded] (4009), and a temporary client
+// socket at its max_dur with [CloseMaxDuration] (4004). Before a 4xxx close the
 // server sends an error frame without an id that says why; the Go client
 // turns it into its Conn's Err.
 //
 // # Efficiency
 //
-// Each delivered message is encoded once per server, not once per recipient
-// ([Stats].Encoded counts), and whatever has queued for a connection goes out
-// in one frame and one write call. An idle connection costs two parked
+// Each delivered message is encoded once per server for WebSockets and once
+// for event streams, not once per recipient ([Stats].Encoded and
+// EncodedEvents count), and whatever has queued for a connection or stream
+// goes out in one frame, or one run of events, and one write call. With 1000
+// receivers on loopback an event stream delivers about 0.85 times as many
+// messages per second as a WebSocket (BenchmarkSSEFanout). An idle connection costs two parked
 // goroutines with small stacks, small socket buffers and its hub connection;
 // frame buffers come from a shared pool. With a hub queue of 256 messages that
 // is about 11 KB of heap and stack per connection (BenchmarkIdleConnMemory).
 //
 // # Concurrency
 //
-// A Server serves each connection with two goroutines: one reads and
-// answers requests in order, one writes deliveries. Options.Authenticate and
+// A Server serves each WebSocket connection with two goroutines: one reads
+// and answers requests in order, one writes deliveries. An event stream runs
+// on the goroutine net/http gave its request; a plain HTTP request opens a
+// hub connection for as long as it takes. Options.Authenticate and
 // Options.Authorize are called from many connections at once and should not
 // block for long: a connection handles its next request only when the current
 // one is answered. A Server, a Client and its Conns are safe for concurrent

@@ -92,23 +92,23 @@ type Options struct {
 	AuthTimeout time.Duration
 
 	// Heartbeat is how often the server pings every connection (WebSocket
-	// ping frames, which browsers and the Go client answer by themselves).
-	// A connection from which nothing, not even a pong, has arrived for two
-	// heartbeats is dropped as dead. Zero means 30 seconds; negative turns
-	// heartbeats off.
+	// ping frames, which browsers and the Go client answer by themselves)
+	// and writes a comment line to every event stream. A connection from
+	// which nothing, not even a pong, has arrived for two heartbeats is
+	// dropped as dead. Zero means 30 seconds; negative turns heartbeats off.
 	Heartbeat time.Duration
 
 	// SendQueue is the most delivered messages that may wait for one
-	// connection while its socket is busy. A connection found with more
+	// connection or event stream while its socket is busy. A connection found with more
 	// waiting is closed with CloseSlowConsumer; other connections are not
 	// affected. The messages wait in the transport Conn's own queue, so
 	// that queue's size (memory.Options.QueueSize) is a bound too: the
 	// smaller one decides. Zero means 256.
 	SendQueue int
 
-	// WriteTimeout is how long one write to a connection's socket may take.
-	// A connection that does not accept its data in time is cut off as a
-	// slow consumer. It runs on the system clock. Zero means 10 seconds.
+	// WriteTimeout is how long one write to a connection's socket, or to an
+	// event stream, may take. A client that does not accept its data in
+	// time is cut off as a slow consumer. It runs on the system clock. Zero means 10 seconds.
 	WriteTimeout time.Duration
 
 	// MaxFrameRate is how many frames per second one connection may send,

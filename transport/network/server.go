@@ -12,8 +12,9 @@ import (
 )
 
 // Server serves a pubsub.Transport, normally a memory.Hub, to clients in other
-// processes. It is an http.Handler; mount it at the root of a mux or under a
-// prefix with http.StripPrefix.
+// processes and browsers, on the routes of the package documentation. It is
+// an http.Handler; mount it at the root of a mux or under a prefix with
+// http.StripPrefix.
 //
 // Create one with [NewServer]; the zero value is not usable. A Server is safe
 // for concurrent use. Call [Server.Shutdown] to end its connections: they
@@ -268,11 +269,14 @@ func (s *Server) heartbeat() {
 	}
 }
 
-// Shutdown stops accepting connections, lets every connection finish the
-// request it is handling, closes it with CloseGoingAway (with a close
-// handshake) and waits until all its goroutines are done, or until ctx is done, in which case it cuts the
-// remaining connections off and returns ctx's error. It does not close the
-// transport. Call it once; later calls wait the same way.
+// Shutdown stops accepting connections and event streams, lets every
+// connection finish the request it is handling, closes it with
+// CloseGoingAway (with a close handshake), ends every event stream with an
+// error event (NETWORK_ERROR) and waits until all their goroutines are done,
+// or until ctx is done, in which case it cuts the remaining connections off
+// and returns ctx's error. Plain HTTP requests are left to the
+// http.Server's own Shutdown. It does not close the transport. Call it
+// once; later calls wait the same way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
