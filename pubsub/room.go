@@ -415,27 +415,23 @@ type roomStats struct {
 }
 
 // ownIDs remembers the ids of the Room's recent publishes, so gap fill does not
-// echo them.
+// echo them. Adding is on every publish and must be cheap; looking up happens
+// only during gap fill, so it scans.
 type ownIDs struct {
 	ring [256]ID
 	n    int
-	set  map[ID]struct{}
 }
 
 func (o *ownIDs) add(id ID) {
-	if o.set == nil {
-		o.set = make(map[ID]struct{}, len(o.ring))
-	}
-	i := o.n % len(o.ring)
-	if o.n >= len(o.ring) {
-		delete(o.set, o.ring[i])
-	}
-	o.ring[i] = id
-	o.set[id] = struct{}{}
+	o.ring[o.n%len(o.ring)] = id
 	o.n++
 }
 
 func (o *ownIDs) has(id ID) bool {
-	_, ok := o.set[id]
-	return ok
+	for _, x := range o.ring[:min(o.n, len(o.ring))] {
+		if x == id {
+			return true
+		}
+	}
+	return false
 }
