@@ -46,10 +46,11 @@ type topicKey struct{ room, topic string }
 type memTopic struct {
 	mu   sync.RWMutex
 	recs []record // sorted by id, no duplicates
-	// dead counts the slots dropped from the front of recs' backing array
-	// since it was allocated; when they outnumber the live ones, the live
-	// records move to a smaller array.
+	// dead counts the slots dropped from the front of recs' backing array;
+	// when they outnumber the live ones, the live records move back to the
+	// front of the same array (or to a smaller one, if it has shrunk a lot).
 	dead int
+	base []record // the whole backing array of recs, which starts at base[dead]
 }
 
 // record is a stored message. The topic is the key it is stored under and
@@ -233,7 +234,11 @@ func (t *memTopic) insert(r record) {
 		}
 	}
 	if n == cap(t.recs) {
-		t.realloc(growCap(n))
+		if t.dead >= n/4+1 {
+			t.compact() // the dropped slots at the front make room
+		} else {
+			t.realloc(growCap(n))
+		}
 	}
 	if i == n {
 		t.recs = append(t.recs, r)
@@ -252,15 +257,24 @@ func growCap(n int) int {
 	return n + n/4
 }
 
+// compact moves the live records to the front of their backing array, so a
+// topic at its retention limit reuses one array instead of allocating.
+func (t *memTopic) compact() {
+	n := len(t.recs)
+	copy(t.base, t.recs) // may overlap; copy handles that
+	clear(t.base[n : t.dead+n])
+	t.recs, t.dead = t.base[:n], 0
+}
+
 // realloc moves the live records to a new array of capacity c.
 func (t *memTopic) realloc(c int) {
 	if c == 0 {
-		t.recs, t.dead = nil, 0
+		t.recs, t.dead, t.base = nil, 0, nil
 		return
 	}
 	recs := make([]record, len(t.recs), c)
 	copy(recs, t.recs)
-	t.recs, t.dead = recs, 0
+	t.recs, t.dead, t.base = recs, 0, recs[:c]
 }
 
 // trim drops the oldest records beyond maxMessages (negative: no limit) and
@@ -283,10 +297,13 @@ func (t *memTopic) trim(maxMessages int, cutoff int64) {
 	// so trimming stays amortized O(1) per dropped record.
 	if t.dead > len(t.recs) {
 		n := len(t.recs)
-		if n == 0 {
+		switch {
+		case n == 0:
 			t.realloc(0)
-		} else {
-			t.realloc(n + n/4 + 1)
+		case t.dead+cap(t.recs) > 4*(n+n/4+1):
+			t.realloc(n + n/4 + 1) // far too big for what is left
+		default:
+			t.compact()
 		}
 	}
 }
