@@ -69,10 +69,12 @@ func (r *Room) deliver(m *Message, fromHistory bool) {
 	if e, ok := idx.exact[m.Topic]; ok {
 		if !fromHistory && len(r.fill) > 0 {
 			if mark, ok := r.fill[m.Topic]; ok {
-				if m.ID <= mark {
+				if m.ID <= mark && m.Persisted {
 					return // already handed out by gap fill
 				}
-				delete(r.fill, m.Topic)
+				if m.ID > mark {
+					delete(r.fill, m.Topic)
+				}
 			}
 		}
 		if m.ID > e.wt.lastSeen {
@@ -239,51 +241,68 @@ func (r *Room) resubscribe(ctx context.Context, conn Conn) bool {
 	return true
 }
 
-// gapFill hands the handlers, in order, the persisted messages each exact
-// topic received since the last one the Room saw.
+// gapFill hands the handlers the persisted messages each exact topic
+// received since the last one the Room saw, merged across topics in id
+// order, once each. It skips messages from the Room's own client id: the
+// Room never sees its own publishes, whichever connection sent them.
 func (r *Room) gapFill(ctx context.Context, conn Conn) {
-	type anchor struct {
+	// One cursor per topic, holding its current page; the merge takes the
+	// smallest id among the cursors' heads, so memory stays one page per
+	// topic however long the gap.
+	type cursor struct {
 		topic string
+		page  []Message
+		more  bool
 		after ID
 	}
-	var anchors []anchor
+	var cs []*cursor
 	for name, e := range r.idx.Load().exact {
 		if e.wt.lastSeen > 0 {
-			anchors = append(anchors, anchor{name, e.wt.lastSeen})
+			cs = append(cs, &cursor{topic: name, more: true, after: e.wt.lastSeen})
 		}
 	}
-	for _, a := range anchors {
-		after := a.after
-		for {
-			page, err := conn.History(ctx, HistoryRequest{Topic: a.topic, After: after, Limit: MaxHistoryLimit})
-			if err != nil {
-				if ctx.Err() == nil {
-					r.report(&Error{Code: CodeOf(err), Message: "gap fill of " + a.topic + ": " + err.Error(), Err: err})
-				}
-				break
+	fetch := func(c *cursor) {
+		page, err := conn.History(ctx, HistoryRequest{Topic: c.topic, After: c.after, Limit: MaxHistoryLimit})
+		if err != nil {
+			if ctx.Err() == nil {
+				r.report(&Error{Code: CodeOf(err), Message: "gap fill of " + c.topic + ": " + err.Error(), Err: err})
 			}
-			for i := range page.Messages {
-				m := &page.Messages[i]
-				after = m.ID
-				r.mu.Lock()
-				own := r.own.has(m.ID)
-				r.fill[a.topic] = m.ID
-				r.mu.Unlock()
-				if own {
-					continue
-				}
-				r.stats.gapFilled.Add(1)
-				r.deliver(m, true)
+			c.page, c.more = nil, false
+			return
+		}
+		c.page, c.more = page.Messages, page.HasMore && len(page.Messages) > 0
+	}
+	for {
+		var next *cursor
+		for _, c := range cs {
+			if len(c.page) == 0 && c.more {
+				fetch(c)
 			}
-			if !page.HasMore || len(page.Messages) == 0 {
-				break
+			if len(c.page) > 0 && (next == nil || c.page[0].ID < next.page[0].ID) {
+				next = c
 			}
 		}
+		if next == nil {
+			return
+		}
+		m := &next.page[0]
+		next.page = next.page[1:]
+		next.after = m.ID
+		r.fill[next.topic] = m.ID
+		if m.From == r.id {
+			continue
+		}
+		r.stats.gapFilled.Add(1)
+		r.deliver(m, true)
 	}
 }
 
+// report hands err to JoinOptions.OnError. It runs on the Room's goroutine
+// without locks, counted as a handler so that OnError may call Leave.
 func (r *Room) report(err error) {
 	if r.opts.OnError != nil {
+		r.inHandler.Store(true)
+		defer r.inHandler.Store(false)
 		r.opts.OnError(err)
 	}
 }
@@ -291,7 +310,6 @@ func (r *Room) report(err error) {
 // stop ends the Room because the hub refused it.
 func (r *Room) stop(cause error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if !r.closed {
 		r.closed = true
 		r.err = cause
@@ -301,5 +319,6 @@ func (r *Room) stop(cause error) {
 			}
 		}
 	}
+	r.mu.Unlock()
 	r.report(cause)
 }

@@ -76,8 +76,9 @@
 // When its connection is lost the Room reconnects by itself, with backoff and
 // jitter, subscribes again to every topic with its current caps, and its
 // handlers keep firing. With JoinOptions.GapFill it first hands the handlers
-// the persisted messages it missed, from history, in order and once.
-// Messages published with Persist(false) while it was away are gone.
+// the persisted messages it missed, from history, in id order and once,
+// leaving out those from its own client id. Messages published with
+// Persist(false) while it was away are gone.
 //
 // # Concurrency
 //

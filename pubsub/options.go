@@ -16,9 +16,13 @@ type JoinOptions struct {
 	// GapFill, when true, makes the Room fetch from history, after every
 	// reconnect, the persisted messages it missed while it was away (History
 	// with After: the last id it saw on each topic) and hand them to the
-	// handlers, in order and once, before any live message. For a topic
-	// that had delivered nothing yet, the gap starts when it was subscribed,
-	// by Clock. Pattern subscriptions are not gap-filled.
+	// handlers, in id order across topics and once, before any live
+	// message. For a topic that had delivered nothing yet, the gap starts
+	// when it was subscribed, by Clock. Pattern subscriptions are not
+	// gap-filled. Gap fill leaves out every message from the Room's own
+	// client id, whichever connection or Room published it: a Room never
+	// sees its own publishes. A live Persist(false) message that arrives
+	// during a gap fill is still delivered, after it.
 	GapFill bool
 
 	// ReconnectMin and ReconnectMax bound the wait between reconnect

@@ -39,7 +39,6 @@ type Room struct {
 	connReady chan struct{} // closed when conn is set
 	topics    map[string]*wireTopic
 	idx       atomic.Pointer[index] // topics, for the Room's goroutine
-	own       ownIDs                // ids this Room published, kept out of gap fill
 	closed    bool
 	err       error // why the Room stopped, when not by Leave
 
@@ -176,9 +175,6 @@ func (r *Room) Publish(ctx context.Context, topicName string, payload any, opts 
 	if err != nil {
 		return Message{}, err
 	}
-	r.mu.Lock()
-	r.own.add(m.ID)
-	r.mu.Unlock()
 	r.stats.published.Add(1)
 	return m, nil
 }
@@ -412,26 +408,4 @@ type RoomStats struct {
 
 type roomStats struct {
 	published, delivered, capDropped, reconnects, retries, gapFilled atomic.Uint64
-}
-
-// ownIDs remembers the ids of the Room's recent publishes, so gap fill does not
-// echo them. Adding is on every publish and must be cheap; looking up happens
-// only during gap fill, so it scans.
-type ownIDs struct {
-	ring [256]ID
-	n    int
-}
-
-func (o *ownIDs) add(id ID) {
-	o.ring[o.n%len(o.ring)] = id
-	o.n++
-}
-
-func (o *ownIDs) has(id ID) bool {
-	for _, x := range o.ring[:min(o.n, len(o.ring))] {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
