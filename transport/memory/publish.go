@@ -82,21 +82,6 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 		return pubsub.Message{}, err
 	}
 	now := h.clock.Now()
-	if h.pubRate > 0 {
-		if t.lim == nil {
-			t.lim = rate.NewLimiter(h.pubRate, h.pubBurst)
-		}
-		if !t.lim.AllowN(now, 1) {
-			wait := h.retryAfter(t.lim, now)
-			t.mu.Unlock()
-			h.stats.rateLimited.Add(1)
-			return pubsub.Message{}, &pubsub.Error{
-				Code:       pubsub.CodeRateLimitExceeded,
-				Message:    "topic " + req.Topic + " is over its publish rate",
-				RetryAfter: wait,
-			}
-		}
-	}
 	nowNs, window := now.UnixNano(), int64(h.dedup)
 	t.dedup.expire(nowNs, window)
 	key := req.IdempotencyKey
@@ -121,6 +106,23 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 				return pubsub.Message{}, ctxErr("publish", ctx.Err())
 			}
 			return h.publish(ctx, c, req)
+		}
+	}
+	// The rate cap applies to new publishes only: a retry of a confirmed
+	// one was answered above and costs no token.
+	if h.pubRate > 0 {
+		if t.lim == nil {
+			t.lim = rate.NewLimiter(h.pubRate, h.pubBurst)
+		}
+		if !t.lim.AllowN(now, 1) {
+			wait := h.retryAfter(t.lim, now)
+			t.mu.Unlock()
+			h.stats.rateLimited.Add(1)
+			return pubsub.Message{}, &pubsub.Error{
+				Code:       pubsub.CodeRateLimitExceeded,
+				Message:    "topic " + req.Topic + " is over its publish rate",
+				RetryAfter: wait,
+			}
 		}
 	}
 	m := &pubsub.Message{

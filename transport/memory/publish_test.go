@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/plazahq/plaza/history"
+	"github.com/plazahq/plaza/internal/fakeclock"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -282,5 +283,35 @@ func TestIdempotency(t *testing.T) {
 	}
 	if got := h.Stats().Deduplicated; got != 2 {
 		t.Errorf("Stats().Deduplicated = %d, want 2", got)
+	}
+}
+
+// A retry of a confirmed publish is answered from the idempotency index
+// before the rate cap: it neither fails nor spends a token.
+func TestRetryOfConfirmedPublishIgnoresRateCap(t *testing.T) {
+	t.Parallel()
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	hub, err := New(Options{Clock: clock, PublishRate: 1, PublishBurst: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	ctx := context.Background()
+	c, err := hub.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := pubsub.PublishRequest{Topic: "chat", Payload: []byte(`1`), IdempotencyKey: "k1"}
+	first, err := c.Publish(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Publish(ctx, req) // the retry after a lost reply, with no token left
+	if err != nil || again.ID != first.ID {
+		t.Errorf("retry with the same key = %v, %v; want the confirmed message %v", again.ID, err, first.ID)
+	}
+	_, err = c.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`2`), IdempotencyKey: "k2"})
+	if !errors.Is(err, pubsub.ErrRateLimitExceeded) {
+		t.Errorf("a new publish with no token left = %v, want RATE_LIMIT_EXCEEDED", err)
 	}
 }
