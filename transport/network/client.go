@@ -36,7 +36,10 @@ type DialOptions struct {
 	QueueSize int
 
 	// MaxFrameBytes is the largest frame accepted from the server. A larger
-	// one ends the Conn. Zero means 1 MiB.
+	// one ends the Conn. Zero means 8 MiB, which holds the largest history
+	// page (50 messages at the 32 KiB payload cap, with the most metadata
+	// and recipients a message may carry); delivery frames stay under
+	// 64 KiB plus one message.
 	MaxFrameBytes int64
 
 	// WriteTimeout bounds each frame the Client sends; a Conn whose frame
@@ -52,7 +55,7 @@ type DialOptions struct {
 
 const (
 	defaultClientQueue    = 1024
-	defaultClientMaxFrame = 1 << 20
+	defaultClientMaxFrame = 8 << 20
 )
 
 // Client is a pubsub.Transport that reaches a hub served by a [Server] in

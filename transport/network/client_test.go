@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"strings"
@@ -207,3 +208,34 @@ func TestCloseCodeError(t *testing.T) {
 }
 
 func statusCode(c int) websocket.StatusCode { return websocket.StatusCode(c) }
+
+// A full history page of messages at the payload cap fits the client's
+// default read limit.
+func TestClientReadsFullPageOfLargeMessages(t *testing.T) {
+	f := newFixture(t, memory.Options{}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hc, err := f.hub.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "pub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	big := json.RawMessage(`"` + strings.Repeat("x", pubsub.MaxPayloadBytes-2) + `"`)
+	for range pubsub.MaxHistoryLimit {
+		if _, err := hc.Publish(ctx, pubsub.PublishRequest{Topic: "big", Payload: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := f.client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	page, err := c.History(ctx, pubsub.HistoryRequest{Topic: "big", Limit: pubsub.MaxHistoryLimit})
+	if err != nil {
+		t.Fatalf("History(limit 50) of messages at the payload cap = %v; Conn.Err = %v", err, c.Err())
+	}
+	if len(page.Messages) != pubsub.MaxHistoryLimit {
+		t.Errorf("History returned %d messages, want %d", len(page.Messages), pubsub.MaxHistoryLimit)
+	}
+}
