@@ -21,8 +21,10 @@ type sseStream struct {
 	topic string
 	id    Identity
 	// floor is the newest id the stream has sent, or the client had seen,
-	// when it started live delivery: older live messages are duplicates.
+	// when it started live delivery: older live messages are duplicates,
+	// except non-persisted ones newer than seen, which history never held.
 	floor pubsub.ID
+	seen  pubsub.ID // the client's Last-Event-ID
 
 	beat chan struct{}      // the server's heartbeat pokes it
 	stop chan *pubsub.Error // ends the stream with an error event
@@ -120,7 +122,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	st := &sseStream{
 		s: s, w: w, rc: http.NewResponseController(w), hc: hc,
-		room: room, topic: name, id: id, floor: last,
+		room: room, topic: name, id: id, floor: last, seen: last,
 		beat: make(chan struct{}, 1), stop: make(chan *pubsub.Error, 1),
 	}
 	if !s.addStream(st) {
@@ -208,20 +210,27 @@ func (st *sseStream) run(ctx context.Context) {
 	}
 }
 
+// fresh reports whether a live message is news to the client: newer than
+// everything sent, or a non-persisted message (which a replay never holds)
+// newer than what the client had seen.
+func (st *sseStream) fresh(m *pubsub.Message) bool {
+	return m.ID > st.floor || (!m.Persisted && m.ID > st.seen)
+}
+
 // deliver writes m and whatever else is queued, up to maxBatchBytes, in one
 // write. It reports false when the stream is over: the write failed, or the
 // client lets more than Options.SendQueue messages pile up.
 func (st *sseStream) deliver(m *pubsub.Message, msgs <-chan *pubsub.Message) bool {
 	bp := getBuf()
 	b := *bp
-	if m.ID > st.floor {
+	if st.fresh(m) {
 		b = append(b, st.s.sseCache.get(m)...)
 	}
 batch:
 	for len(b) < maxBatchBytes {
 		select {
 		case m := <-msgs:
-			if m.ID > st.floor {
+			if st.fresh(m) {
 				b = append(b, st.s.sseCache.get(m)...)
 			}
 		default:

@@ -1,0 +1,121 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/transport/memory"
+)
+
+// historyGate wraps a hub; the first History call of any Conn signals
+// entered and waits for release.
+type historyGate struct {
+	t       pubsub.Transport
+	entered chan struct{}
+	release chan struct{}
+}
+
+type historyGateConn struct {
+	pubsub.Conn
+	g *historyGate
+}
+
+func (g *historyGate) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
+	c, err := g.t.Connect(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &historyGateConn{c, g}, nil
+}
+
+func (c *historyGateConn) History(ctx context.Context, req pubsub.HistoryRequest) (pubsub.HistoryPage, error) {
+	select {
+	case c.g.entered <- struct{}{}:
+		<-c.g.release
+	default:
+	}
+	return c.Conn.History(ctx, req)
+}
+
+// A stream resumed with Last-Event-ID delivers a live non-persisted message
+// published while its replay runs, even when the replay then sends a newer
+// persisted one: history never held the former.
+func TestSSEResumeKeepsLiveNonPersisted(t *testing.T) {
+	hub, err := memory.New(memory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	g := &historyGate{t: hub, entered: make(chan struct{}), release: make(chan struct{})}
+	srv := NewServer(g, Options{Keys: testKeys})
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	defer srv.Shutdown(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pc, err := hub.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "pub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	first, err := pc.Publish(ctx, pubsub.PublishRequest{Topic: "alerts", Payload: json.RawMessage(`"first"`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/lobby/pubsub/alerts/subscribe?token="+lobbySub, nil)
+	req.Header.Set("Last-Event-ID", first.ID.String())
+	respc := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			close(respc)
+			return
+		}
+		respc <- resp
+	}()
+	<-g.entered // subscribed; replay about to read history
+	n, err := pc.Publish(ctx, pubsub.PublishRequest{Topic: "alerts", Payload: json.RawMessage(`"live-only"`), NoPersist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := pc.Publish(ctx, pubsub.PublishRequest{Topic: "alerts", Payload: json.RawMessage(`"persisted"`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(g.release)
+	resp := <-respc
+	if resp == nil {
+		return
+	}
+	c := readSSE(t, resp)
+	got := map[pubsub.ID]bool{}
+	deadline := time.After(10 * time.Second)
+loop:
+	for len(got) < 2 {
+		select {
+		case ev := <-c.events:
+			if ev.comment || ev.id == "" {
+				continue
+			}
+			var m pubsub.Message
+			_ = json.Unmarshal([]byte(ev.data), &m)
+			got[m.ID] = true
+		case <-deadline:
+			break loop
+		}
+	}
+	if !got[x.ID] {
+		t.Errorf("persisted message %v missing", x.ID)
+	}
+	if !got[n.ID] {
+		t.Errorf("non-persisted live message %v (published after the stream subscribed) was never delivered; got %v", n.ID, got)
+	}
+}
