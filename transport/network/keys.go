@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -32,6 +33,11 @@ type RoomKeys struct {
 	PublishPerMinute int
 }
 
+// Names are claimed, not proven: whoever holds a key of a room may connect
+// under any name but the reserved "key-…" ones, so a subscribe key can read
+// what is addressed with To to any name. When identities matter, issue a
+// token per user and check it in Options.Authenticate instead of using Keys.
+
 // Role is what a key allows. With Options.Keys, it is the Info of every
 // Identity the server makes.
 type Role string
@@ -44,9 +50,11 @@ const (
 
 // keyIdentity authenticates a credential against the keys of a room. The
 // credential is "<key>" or "<key>:<name>": the name, when there is one,
-// becomes the client id; a bare key gets "key-" and 12 hex digits of its
-// SHA-256, the same for every request with that key, so that idempotency
-// keys of HTTP publishes made with it work across retries.
+// becomes the client id; a bare key gets "key-" and 12 hex digits of an HMAC
+// of it under a secret of the server's, the same for every request with that
+// key while the server runs, so that idempotency keys of HTTP publishes made
+// with it work across retries, and not computable by anyone else. Names
+// starting with "key-" are reserved for those ids.
 func (s *Server) keyIdentity(room, cred string) (Identity, error) {
 	keys, ok := s.opts.Keys(room)
 	if !ok {
@@ -65,8 +73,11 @@ func (s *Server) keyIdentity(room, cred string) (Identity, error) {
 		return Identity{}, pubsub.Errorf(pubsub.CodeUnauthenticated, "unknown room or key")
 	}
 	if !named {
-		sum := sha256.Sum256([]byte(key))
-		name = "key-" + hex.EncodeToString(sum[:6])
+		mac := hmac.New(sha256.New, s.keyMAC[:])
+		mac.Write([]byte(key))
+		name = "key-" + hex.EncodeToString(mac.Sum(nil)[:6])
+	} else if strings.HasPrefix(name, "key-") {
+		return Identity{}, pubsub.Errorf(pubsub.CodeUnauthenticated, "names starting with \"key-\" are reserved")
 	}
 	if err := pubsub.CheckClientID(name); err != nil {
 		return Identity{}, err

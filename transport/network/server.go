@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"crypto/rand"
 	"net/http"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ type Server struct {
 	sseCache encodeCache // SSE events
 	limiter  publishLimiter
 	sockets  socketTable
+	keyMAC   [32]byte // secret for the client ids of bare keys
 
 	mu       sync.Mutex
 	conns    map[*serverConn]struct{}
@@ -49,6 +51,7 @@ func NewServer(t pubsub.Transport, opts Options) *Server {
 	}
 	if opts.Keys != nil {
 		s.opts.Authenticate = s.authenticateKeys
+		_, _ = rand.Read(s.keyMAC[:])
 	}
 	s.sseCache.encode = appendEvent
 	s.sockets.init()
