@@ -30,6 +30,7 @@ type encodeCache struct {
 	encode  func(b []byte, m *pubsub.Message) []byte
 	sets    [cacheSets]cacheSet
 	encodes atomic.Uint64 // messages encoded, for tests and benchmarks
+	age     atomic.Uint64 // advanced by sweep
 }
 
 type cacheSet struct {
@@ -42,6 +43,7 @@ type cacheSet struct {
 type cacheEntry struct {
 	m   *pubsub.Message
 	enc []byte
+	age uint64 // the cache's age when it was stored
 }
 
 func (s *cacheSet) lookup(m *pubsub.Message) []byte {
@@ -76,9 +78,25 @@ func (c *encodeCache) get(m *pubsub.Message) []byte {
 		enc = bytes.ToValidUTF8(enc, []byte("\uFFFD"))
 	}
 	c.encodes.Add(1)
-	s.ways[s.next].Store(&cacheEntry{m: m, enc: enc})
+	s.ways[s.next].Store(&cacheEntry{m: m, enc: enc, age: c.age.Load()})
 	s.next = (s.next + 1) % cacheWays
 	return enc
+}
+
+// sweep forgets the entries stored before the previous sweep, so that a
+// burst of large messages does not stay in memory once it has gone out. The
+// server sweeps on every heartbeat; a message still queued for a slow
+// reader after that is encoded again when its turn comes.
+func (c *encodeCache) sweep() {
+	age := c.age.Add(1)
+	for i := range c.sets {
+		for w := range c.sets[i].ways {
+			way := &c.sets[i].ways[w]
+			if e := way.Load(); e != nil && e.age+1 < age {
+				way.CompareAndSwap(e, nil)
+			}
+		}
+	}
 }
 
 // setOf spreads ids over the sets: the low bits of a snowflake id are a

@@ -215,6 +215,11 @@ func (s *Server) idleBeat() {
 	if len(s.conns) == 0 && len(s.streams) == 0 && s.beat != nil {
 		s.beat.Stop()
 		s.beat = nil
+		// Nobody is left to receive what the caches hold.
+		s.cache.sweep()
+		s.cache.sweep()
+		s.sseCache.sweep()
+		s.sseCache.sweep()
 	}
 }
 
@@ -253,6 +258,8 @@ func (s *Server) heartbeat() {
 	}
 	s.beat = s.opts.Clock.AfterFunc(s.opts.Heartbeat, s.heartbeat)
 	s.mu.Unlock()
+	s.cache.sweep()
+	s.sseCache.sweep()
 	dead := now.Add(-2 * s.opts.Heartbeat).UnixNano()
 	for _, c := range conns {
 		if c.lastSeen.Load() <= dead {
