@@ -113,16 +113,35 @@ type clientSocket struct {
 type socketTable struct {
 	mu        sync.Mutex
 	m         map[[sha256.Size]byte]*clientSocket
+	rooms     map[string]int // sockets in m per room
 	nextSweep time.Time
 }
 
 func (t *socketTable) init() {
 	t.m = make(map[[sha256.Size]byte]*clientSocket)
+	t.rooms = make(map[string]int)
 }
 
-// add stores sock and returns its token, unless the table holds max sockets
-// even after a sweep.
-func (t *socketTable) add(sock *clientSocket, now time.Time, max int) (string, *pubsub.Error) {
+// sweep forgets the sockets past their grace period; under pressure, also
+// every socket that can no longer be used. Call it with mu held.
+func (t *socketTable) sweep(now time.Time, pressure bool) {
+	for k, s := range t.m {
+		dead := !now.Before(s.expires.Add(clientSocketGrace))
+		if pressure {
+			dead = !now.Before(s.expires) || (s.maxUses > 0 && s.uses >= s.maxUses)
+		}
+		if dead {
+			delete(t.m, k)
+			if t.rooms[s.room]--; t.rooms[s.room] <= 0 {
+				delete(t.rooms, s.room)
+			}
+		}
+	}
+}
+
+// add stores sock and returns its token, unless the table holds max sockets,
+// or perRoom of sock's room, even after a sweep.
+func (t *socketTable) add(sock *clientSocket, now time.Time, max, perRoom int) (string, *pubsub.Error) {
 	var raw [clientSocketTokenBytes]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", pubsub.Errorf(pubsub.CodeInternal, "no randomness for a token: %v", err)
@@ -130,20 +149,26 @@ func (t *socketTable) add(sock *clientSocket, now time.Time, max int) (string, *
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !now.Before(t.nextSweep) || len(t.m) >= max {
-		for k, s := range t.m {
-			if !now.Before(s.expires.Add(clientSocketGrace)) {
-				delete(t.m, k)
-			}
-		}
+	if !now.Before(t.nextSweep) {
+		t.sweep(now, false)
 		t.nextSweep = now.Add(time.Minute)
 	}
-	if len(t.m) >= max {
-		err := pubsub.Errorf(pubsub.CodeRateLimitExceeded, "%d client sockets exist, the most this server keeps", max)
+	if len(t.m) >= max || t.rooms[sock.room] >= perRoom {
+		t.sweep(now, true)
+	}
+	var err *pubsub.Error
+	switch {
+	case t.rooms[sock.room] >= perRoom:
+		err = pubsub.Errorf(pubsub.CodeRateLimitExceeded, "room %s has %d usable client sockets, the most a room may hold", sock.room, perRoom)
+	case len(t.m) >= max:
+		err = pubsub.Errorf(pubsub.CodeRateLimitExceeded, "%d usable client sockets exist, the most this server keeps", max)
+	}
+	if err != nil {
 		err.RetryAfter = time.Minute
 		return "", err
 	}
 	t.m[sha256.Sum256([]byte(token))] = sock
+	t.rooms[sock.room]++
 	return token, nil
 }
 
@@ -222,7 +247,7 @@ func (s *Server) serveClientSocketCreate(w http.ResponseWriter, r *http.Request)
 		room: room, topic: name, pattern: p.Pattern, id: id,
 		maxDur: p.MaxDur, expires: now.Add(p.TTL), maxUses: p.MaxUses,
 	}
-	token, perr := s.sockets.add(sock, now, s.opts.MaxClientSockets)
+	token, perr := s.sockets.add(sock, now, s.opts.MaxClientSockets, s.opts.MaxClientSocketsPerRoom)
 	if perr != nil {
 		fail(w, perr)
 		return

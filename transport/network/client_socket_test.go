@@ -300,3 +300,32 @@ func FuzzParseClientSocketQuery(f *testing.F) {
 		}
 	})
 }
+
+// One room cannot take the client sockets of every room: it has a quota of
+// its own, and sockets that can no longer be used make way under pressure.
+func TestClientSocketQuotaPerRoom(t *testing.T) {
+	t.Parallel()
+	f := newKeyFixture(t, memory.Options{}, Options{MaxClientSockets: 4, MaxClientSocketsPerRoom: 2})
+	create := func(room, key, query string) int {
+		t.Helper()
+		return f.do(t, http.MethodGet, "/"+room+"/pubsub/alerts/client"+query, key, "", "").status
+	}
+	for i := range 2 {
+		if s := create("lobby", lobbySub, ""); s != 200 {
+			t.Fatalf("lobby's socket %d: status %d, want 200", i+1, s)
+		}
+	}
+	if s := create("lobby", lobbySub, ""); s != 429 {
+		t.Errorf("lobby's third socket: status %d, want 429 (its quota is 2)", s)
+	}
+	if s := create("other", otherPub, ""); s != 200 {
+		t.Errorf("other room's socket while lobby is at its quota: status %d, want 200", s)
+	}
+	// Sockets that expired at once (ttl=0) fill the table, then make way.
+	if s := create("other", otherPub, "?ttl=0"); s != 200 {
+		t.Fatalf("expired socket: status %d", s)
+	}
+	if s := create("other", otherPub, ""); s != 200 {
+		t.Errorf("a socket once the table holds only usable ones and an expired one: status %d, want 200", s)
+	}
+}

@@ -63,10 +63,13 @@ type Options struct {
 	PublishPerMinute int
 
 	// MaxClientSockets is the most temporary client sockets (GET
-	// …/client) the server remembers at once, used or not; creating one
-	// more fails with RATE_LIMIT_EXCEEDED (HTTP 429). A socket is forgotten
-	// ten minutes after it expires. Zero means 100000.
-	MaxClientSockets int
+	// …/client) the server remembers at once, used or not, and
+	// MaxClientSocketsPerRoom the most one room may hold of them; creating
+	// one more fails with RATE_LIMIT_EXCEEDED (HTTP 429). A socket is
+	// forgotten ten minutes after it expires, or at once when a limit is
+	// reached and it can no longer be used. Zero means 100000 and 1000.
+	MaxClientSockets        int
+	MaxClientSocketsPerRoom int
 
 	// Authorize, when set, is asked before every publish, subscribe (the
 	// topic may be a pattern) and history request. An error fails that
@@ -138,14 +141,15 @@ type Options struct {
 const (
 	// DefaultMaxFrameBytes is pubsub.MaxPayloadBytes (32 KiB) plus 32 KiB
 	// of envelope: topic, recipients, metadata and their JSON escaping.
-	DefaultMaxFrameBytes    = pubsub.MaxPayloadBytes + 32<<10
-	DefaultMaxSubscriptions = 100
-	DefaultAuthTimeout      = 10 * time.Second
-	DefaultHeartbeat        = 30 * time.Second
-	DefaultSendQueue        = 256
-	DefaultWriteTimeout     = 10 * time.Second
-	DefaultMaxFrameRate     = 1000
-	DefaultMaxClientSockets = 100000
+	DefaultMaxFrameBytes           = pubsub.MaxPayloadBytes + 32<<10
+	DefaultMaxSubscriptions        = 100
+	DefaultAuthTimeout             = 10 * time.Second
+	DefaultHeartbeat               = 30 * time.Second
+	DefaultSendQueue               = 256
+	DefaultWriteTimeout            = 10 * time.Second
+	DefaultMaxFrameRate            = 1000
+	DefaultMaxClientSockets        = 100000
+	DefaultMaxClientSocketsPerRoom = 1000
 )
 
 func (o Options) withDefaults() Options {
@@ -175,6 +179,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxClientSockets <= 0 {
 		o.MaxClientSockets = DefaultMaxClientSockets
+	}
+	if o.MaxClientSocketsPerRoom <= 0 {
+		o.MaxClientSocketsPerRoom = DefaultMaxClientSocketsPerRoom
 	}
 	if o.Clock == nil {
 		o.Clock = pubsub.SystemClock{}
