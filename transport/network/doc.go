@@ -148,8 +148,9 @@
 // failed WebSocket, and a plain GET of the path (which uses nothing) tells it
 // why, or describes the socket when it can still be used. A connection
 // reaching max_dur gets an error frame and a close with [CloseMaxDuration].
-// Expired and used-up sockets are forgotten ten minutes after they expire;
-// at most [Options.MaxClientSockets] exist at once.
+// Expired and used-up sockets are forgotten ten minutes after they expire,
+// or at once when a limit is reached; at most [Options.MaxClientSockets]
+// exist at once, and [Options.MaxClientSocketsPerRoom] per room.
 //
 // # Keys
 //
@@ -257,7 +258,9 @@
 // [CloseTooBig] (1009); a binary frame with [CloseUnsupportedData] (1003);
 // frames faster than [Options.MaxFrameRate] with [ClosePolicyViolation]
 // (1008). Malformed JSON, unknown types, bad ids and invalid fields only get an
-// error frame. A connection holds at most [Options.MaxSubscriptions]
+// error frame. The server holds at most [Options.MaxConnections] WebSockets
+// and event streams together; beyond that a new one gets HTTP 503 with
+// Retry-After before any upgrade. A connection holds at most [Options.MaxSubscriptions]
 // subscriptions (TOO_MANY_SUBSCRIPTIONS). Browsers from origins other than the
 // server's own need [Options.OriginPatterns].
 //

@@ -71,6 +71,11 @@ type Options struct {
 	MaxClientSockets        int
 	MaxClientSocketsPerRoom int
 
+	// MaxConnections is the most WebSocket connections and event streams
+	// the server holds at once; beyond it, new ones are refused before the
+	// upgrade with NETWORK_ERROR (HTTP 503, Retry-After). Zero means 50000.
+	MaxConnections int
+
 	// Authorize, when set, is asked before every publish, subscribe (the
 	// topic may be a pattern) and history request. An error fails that
 	// request, and only that request: a *pubsub.Error keeps its code,
@@ -150,6 +155,7 @@ const (
 	DefaultMaxFrameRate            = 1000
 	DefaultMaxClientSockets        = 100000
 	DefaultMaxClientSocketsPerRoom = 1000
+	DefaultMaxConnections          = 50000
 )
 
 func (o Options) withDefaults() Options {
@@ -179,6 +185,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxClientSockets <= 0 {
 		o.MaxClientSockets = DefaultMaxClientSockets
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
 	}
 	if o.MaxClientSocketsPerRoom <= 0 {
 		o.MaxClientSocketsPerRoom = DefaultMaxClientSocketsPerRoom

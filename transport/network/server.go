@@ -94,11 +94,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // the credential comes from the request or the first frame. It reports
 // whether the connection was accepted; if not, the response is written.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request, c *serverConn) bool {
-	s.mu.Lock()
-	down := s.shutdown
-	s.mu.Unlock()
-	if down {
-		fail(w, pubsub.Errorf(pubsub.CodeNetworkError, "server is shutting down"))
+	if err := s.admit(); err != nil {
+		fail(w, err)
 		return false
 	}
 	c.s, c.req = s, r
@@ -155,6 +152,23 @@ func equalFoldASCII(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// admit reports why a new connection or event stream may not open now: the
+// server is shutting down, or holds Options.MaxConnections already. The
+// check is before the upgrade, so a refusal is a plain HTTP 503.
+func (s *Server) admit() *pubsub.Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.shutdown:
+		return pubsub.Errorf(pubsub.CodeNetworkError, "server is shutting down")
+	case len(s.conns)+len(s.streams) >= s.opts.MaxConnections:
+		err := pubsub.Errorf(pubsub.CodeNetworkError, "server is full: %d connections and event streams", s.opts.MaxConnections)
+		err.RetryAfter = time.Second
+		return err
+	}
+	return nil
 }
 
 // add registers c and counts its reader goroutine. It reports false when the

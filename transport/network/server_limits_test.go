@@ -546,3 +546,35 @@ func TestIdleLongerThanWriteTimeout(t *testing.T) {
 	c.ws.Close(CloseNormal, "")
 	<-readErr
 }
+
+// Beyond Options.MaxConnections, WebSockets and event streams are refused
+// before the upgrade with 503, and admitted again once one closes.
+func TestMaxConnections(t *testing.T) {
+	t.Parallel()
+	f := newKeyFixture(t, memory.Options{}, Options{MaxConnections: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := f.client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: lobbySub + ":a"})
+	if err != nil {
+		t.Fatalf("first connection: %v", err)
+	}
+	if r := f.do(t, http.MethodGet, "/lobby/pubsub/alerts/subscribe", lobbySub, "", ""); r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Errorf("event stream beyond MaxConnections = %d %s, want 503 with Retry-After", r.status, r.raw)
+	}
+	if _, err := f.client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: lobbySub + ":b"}); err == nil {
+		t.Error("second WebSocket beyond MaxConnections was accepted")
+	}
+	first.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := f.client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: lobbySub + ":c"})
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection admitted after the first closed: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

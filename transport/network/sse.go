@@ -110,6 +110,10 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if err := s.admit(); err != nil {
+		fail(w, err)
+		return
+	}
 	hc, err := s.t.Connect(ctx, pubsub.ConnectRequest{Room: room, ClientID: id.ClientID})
 	if err != nil {
 		fail(w, err)
