@@ -155,7 +155,14 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	// ReadTimeout bounds a slow request body; event streams lift it for
+	// themselves, and WebSockets leave net/http's deadlines behind.
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(l) }()
 
