@@ -29,6 +29,7 @@ type sub struct {
 	dead  bool
 	cap   *ratecap.Cap[*pubsub.Message] // nil: no cap
 	timer pubsub.Timer                  // armed while the cap holds messages
+	gen   uint64                        // of the armed timer; see release
 	buf   []*pubsub.Message             // scratch for releases
 }
 
@@ -83,7 +84,9 @@ func (s *sub) arm(now time.Time) {
 	}
 	h := s.c.h
 	h.timers.Add(1)
-	s.timer = h.clock.AfterFunc(d, s.release)
+	s.gen++
+	gen := s.gen
+	s.timer = h.clock.AfterFunc(d, func() { s.release(gen) })
 }
 
 // disarm stops the release timer. Call it with s locked.
@@ -94,12 +97,18 @@ func (s *sub) disarm() {
 	s.timer = nil
 }
 
-// release runs on the timer: it moves the held messages that the cap now
-// allows into the queue, oldest first, and re-arms if more remain.
-func (s *sub) release() {
+// release runs on the timer armed as generation gen: it moves the held
+// messages that the cap now allows into the queue, oldest first, and
+// re-arms if more remain. A timer that fired while being stopped finds a
+// newer generation and leaves the current timer alone.
+func (s *sub) release(gen uint64) {
 	h := s.c.h
 	defer h.timers.Done()
 	s.lock()
+	if gen != s.gen {
+		s.unlock()
+		return
+	}
 	s.timer = nil
 	if s.dead || s.cap == nil {
 		s.unlock()
