@@ -312,8 +312,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
+	streams := make([]*sseStream, 0, len(s.streams))
 	for st := range s.streams {
 		st.end(pubsub.Errorf(pubsub.CodeNetworkError, "server is shutting down"))
+		streams = append(streams, st)
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
@@ -330,6 +332,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		for _, c := range conns {
 			c.drop()
+		}
+		for _, st := range streams {
+			st.cancel()
 		}
 		<-done
 		return ctx.Err()

@@ -13,13 +13,14 @@ import (
 // to one topic or pattern, whose deliveries the request's goroutine writes
 // as events.
 type sseStream struct {
-	s     *Server
-	w     http.ResponseWriter
-	rc    *http.ResponseController
-	hc    pubsub.Conn
-	room  string
-	topic string
-	id    Identity
+	cancel context.CancelFunc // of the stream's context
+	s      *Server
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	hc     pubsub.Conn
+	room   string
+	topic  string
+	id     Identity
 	// floor is the newest id the stream has sent, or the client had seen,
 	// when it started live delivery: older live messages are duplicates,
 	// except non-persisted ones newer than seen, which history never held.
@@ -96,7 +97,10 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx := r.Context()
+	// Shutdown cancels ctx when its own deadline passes, so that a stream
+	// waiting on a slow history replay cannot hold it.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
 	access := pubsub.Access{Action: pubsub.ActionSubscribe, Room: room, Topic: name, ClientID: id.ClientID}
 	if err := s.authorize(ctx, id, access); err != nil {
 		fail(w, err)
@@ -128,6 +132,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		s: s, w: w, rc: http.NewResponseController(w), hc: hc,
 		room: room, topic: name, id: id, floor: last, seen: last,
 		beat: make(chan struct{}, 1), stop: make(chan *pubsub.Error, 1),
+		cancel: cancel,
 	}
 	if !s.addStream(st) {
 		fail(w, pubsub.Errorf(pubsub.CodeNetworkError, "server is shutting down"))

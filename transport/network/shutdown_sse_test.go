@@ -1,0 +1,89 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/transport/memory"
+)
+
+// slowHistory wraps a transport whose History takes until its ctx ends, as a
+// very slow store would.
+type slowHistory struct {
+	t       pubsub.Transport
+	entered chan struct{}
+}
+
+type slowHistoryConn struct {
+	pubsub.Conn
+	g *slowHistory
+}
+
+func (g *slowHistory) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
+	c, err := g.t.Connect(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &slowHistoryConn{c, g}, nil
+}
+
+// History models a slow store (or a long replay): it takes until ctx ends.
+func (c *slowHistoryConn) History(ctx context.Context, req pubsub.HistoryRequest) (pubsub.HistoryPage, error) {
+	select {
+	case c.g.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return pubsub.HistoryPage{}, ctx.Err()
+}
+
+// Shutdown(ctx) returns once ctx ends even while an event stream is stuck
+// replaying history.
+func TestShutdownDeadlineCutsReplayingStream(t *testing.T) {
+	t.Parallel()
+	hub, err := memory.New(memory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	g := &slowHistory{t: hub, entered: make(chan struct{}, 1)}
+	srv := NewServer(g, Options{Keys: testKeys})
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	cctx, ccancel := context.WithCancel(context.Background())
+	defer ccancel()
+	req, _ := http.NewRequestWithContext(cctx, "GET", ts.URL+"/lobby/pubsub/alerts/subscribe?token="+lobbySub, nil)
+	req.Header.Set("Last-Event-ID", "1")
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			defer resp.Body.Close()
+			buf := make([]byte, 1024)
+			for {
+				if _, err := resp.Body.Read(buf); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	<-g.entered
+	sctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(sctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown = %v, want its context's deadline error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("Shutdown with a 200ms context still blocked after 10s (a replaying event stream holds it)")
+		ccancel() // let it go
+		<-done
+	}
+}
