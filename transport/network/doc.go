@@ -265,9 +265,11 @@
 // server's own need [Options.OriginPatterns].
 //
 // Deliveries never wait for a slow client: they queue, and a client that
-// lets more than [Options.SendQueue] messages pile up, or does not take a
-// write within [Options.WriteTimeout], is closed with [CloseSlowConsumer]
-// (4008) while everyone else carries on. [Server.Shutdown] closes every
+// lets more than [Options.SendQueue] messages pile up is closed with
+// [CloseSlowConsumer] (4008) while everyone else carries on. One that does
+// not take a write within [Options.WriteTimeout] is dropped without a close
+// frame, which it could not read anyway; its Go client reports
+// NETWORK_ERROR. [Server.Shutdown] closes every
 // connection with [CloseGoingAway] (1001). When the hub drops a connection
 // the server closes it with [CloseHubEnded] (4009), and a temporary client
 // socket at its max_dur with [CloseMaxDuration] (4004). Before a 4xxx close the
