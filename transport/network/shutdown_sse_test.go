@@ -8,39 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
 )
-
-// slowHistory wraps a transport whose History takes until its ctx ends, as a
-// very slow store would.
-type slowHistory struct {
-	t       pubsub.Transport
-	entered chan struct{}
-}
-
-type slowHistoryConn struct {
-	pubsub.Conn
-	g *slowHistory
-}
-
-func (g *slowHistory) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
-	c, err := g.t.Connect(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return &slowHistoryConn{c, g}, nil
-}
-
-// History models a slow store (or a long replay): it takes until ctx ends.
-func (c *slowHistoryConn) History(ctx context.Context, req pubsub.HistoryRequest) (pubsub.HistoryPage, error) {
-	select {
-	case c.g.entered <- struct{}{}:
-	default:
-	}
-	<-ctx.Done()
-	return pubsub.HistoryPage{}, ctx.Err()
-}
 
 // Shutdown(ctx) returns once ctx ends even while an event stream is stuck
 // replaying history.
@@ -51,7 +20,15 @@ func TestShutdownDeadlineCutsReplayingStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hub.Close()
-	g := &slowHistory{t: hub, entered: make(chan struct{}, 1)}
+	entered := make(chan struct{}, 1)
+	g := &historyHook{t: hub, before: func(ctx context.Context) error {
+		select { // a store so slow it answers only when ctx ends
+		case entered <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	}}
 	srv := NewServer(g, Options{Keys: testKeys})
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
@@ -71,7 +48,7 @@ func TestShutdownDeadlineCutsReplayingStream(t *testing.T) {
 			}
 		}
 	}()
-	<-g.entered
+	<-entered
 	sctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)

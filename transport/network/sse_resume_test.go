@@ -12,32 +12,29 @@ import (
 	"github.com/plazahq/plaza/transport/memory"
 )
 
-// historyGate wraps a hub; the first History call of any Conn signals
-// entered and waits for release.
-type historyGate struct {
-	t       pubsub.Transport
-	entered chan struct{}
-	release chan struct{}
+// historyHook wraps a transport: every History call of its Conns first
+// runs before(ctx), and fails with ctx's error if before returns one.
+type historyHook struct {
+	t      pubsub.Transport
+	before func(ctx context.Context) error
 }
 
-type historyGateConn struct {
+type historyHookConn struct {
 	pubsub.Conn
-	g *historyGate
+	h *historyHook
 }
 
-func (g *historyGate) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
-	c, err := g.t.Connect(ctx, req)
+func (h *historyHook) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
+	c, err := h.t.Connect(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	return &historyGateConn{c, g}, nil
+	return &historyHookConn{c, h}, nil
 }
 
-func (c *historyGateConn) History(ctx context.Context, req pubsub.HistoryRequest) (pubsub.HistoryPage, error) {
-	select {
-	case c.g.entered <- struct{}{}:
-		<-c.g.release
-	default:
+func (c *historyHookConn) History(ctx context.Context, req pubsub.HistoryRequest) (pubsub.HistoryPage, error) {
+	if err := c.h.before(ctx); err != nil {
+		return pubsub.HistoryPage{}, err
 	}
 	return c.Conn.History(ctx, req)
 }
@@ -51,7 +48,15 @@ func TestSSEResumeKeepsLiveNonPersisted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hub.Close()
-	g := &historyGate{t: hub, entered: make(chan struct{}), release: make(chan struct{})}
+	entered, release := make(chan struct{}), make(chan struct{})
+	g := &historyHook{t: hub, before: func(context.Context) error {
+		select {
+		case entered <- struct{}{}: // the first call waits for release
+			<-release
+		default:
+		}
+		return nil
+	}}
 	srv := NewServer(g, Options{Keys: testKeys})
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
@@ -81,7 +86,7 @@ func TestSSEResumeKeepsLiveNonPersisted(t *testing.T) {
 		}
 		respc <- resp
 	}()
-	<-g.entered // subscribed; replay about to read history
+	<-entered // subscribed; replay about to read history
 	n, err := pc.Publish(ctx, pubsub.PublishRequest{Topic: "alerts", Payload: json.RawMessage(`"live-only"`), NoPersist: true})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +95,7 @@ func TestSSEResumeKeepsLiveNonPersisted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	close(g.release)
+	close(release)
 	resp := <-respc
 	if resp == nil {
 		return
