@@ -221,7 +221,6 @@ func testReconnectGapFill(t *testing.T, e *env) {
 	if got := num(t, in.next(t)); got != 1 {
 		t.Fatalf("first message = %d, want 1", got)
 	}
-	// bob's own publish while away must not come back to him.
 	e.rec.hold()
 	e.h.Disconnect(room, "bob")
 	publish(t, alice, "chat", 2)
