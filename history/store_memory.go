@@ -234,7 +234,9 @@ func (t *memTopic) insert(r record) {
 		}
 	}
 	if n == cap(t.recs) {
-		if t.dead >= n/4+1 {
+		// Compact only once the dropped slots are as many as the live ones,
+		// so each compaction's copy is paid for by as many appends.
+		if t.dead > 0 && t.dead >= n {
 			t.compact() // the dropped slots at the front make room
 		} else {
 			t.realloc(growCap(n))
