@@ -93,6 +93,10 @@ func (c *Cap[T]) drain(dst []T) []T {
 	return dst
 }
 
+// Drain appends every held message to dst, oldest first, whatever the rate
+// allows, and returns it. The cap's tokens are untouched.
+func (c *Cap[T]) Drain(dst []T) []T { return c.drain(dst) }
+
 // Release appends to dst the held messages that may go out at now, oldest
 // first, and returns it.
 func (c *Cap[T]) Release(now time.Time, dst []T) []T {

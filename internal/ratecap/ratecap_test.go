@@ -88,3 +88,19 @@ func TestSetRateKeepsNewestHeld(t *testing.T) {
 		t.Errorf("released (-want +got):\n%s", diff)
 	}
 }
+
+func TestDrainTakesEverythingHeld(t *testing.T) {
+	c := New[int](2, t0)
+	for i := 1; i <= 5; i++ {
+		c.Offer(t0, i)
+	}
+	if got := c.Drain(nil); !cmp.Equal(got, []int{4, 5}) {
+		t.Errorf("Drain() = %v, want [4 5]", got)
+	}
+	if c.Held() != 0 {
+		t.Errorf("Held() = %d after Drain, want 0", c.Held())
+	}
+	if _, ok := c.Next(t0); ok {
+		t.Error("Next reports held messages after Drain")
+	}
+}

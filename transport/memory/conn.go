@@ -165,10 +165,11 @@ func (c *conn) Subscribe(ctx context.Context, req pubsub.SubscribeRequest) error
 		}
 		return nil
 	}
-	defer c.subMu.Unlock()
 	if c.h.maxSubs > 0 && len(c.subs) >= c.h.maxSubs {
+		c.subMu.Unlock()
 		return pubsub.Errorf(pubsub.CodeTooManySubscriptions, "connection already has %d subscriptions", len(c.subs))
 	}
+	var slow bool
 	s := &sub{c: c, key: req.Topic}
 	if req.Rate > 0 {
 		s.cap = ratecap.New[*pubsub.Message](req.Rate, now)
@@ -179,6 +180,9 @@ func (c *conn) Subscribe(ctx context.Context, req pubsub.SubscribeRequest) error
 		c.r.addPattern(s)
 	} else {
 		t := c.r.lockTopic(req.Topic)
+		// From now on the topic's messages take the exact subscription; any
+		// a capped pattern of c still holds are older, so they go first.
+		slow = c.flushPatterns(req.Topic)
 		if t.subs == nil {
 			t.subs = make(map[*conn]*sub)
 		}
@@ -188,7 +192,34 @@ func (c *conn) Subscribe(ctx context.Context, req pubsub.SubscribeRequest) error
 		t.mu.Unlock()
 	}
 	c.subs[req.Topic] = s
+	c.subMu.Unlock()
+	if slow {
+		c.teardown()
+		return c.check()
+	}
 	return nil
+}
+
+// flushPatterns moves into the queue every message that c's rate-capped
+// pattern subscriptions matching name hold, whatever their caps allow, so
+// that an exact subscription to name cannot overtake them. Call it with
+// c.subMu and name's topic lock held. It reports whether c must be torn
+// down for a full queue.
+func (c *conn) flushPatterns(name string) (slow bool) {
+	for _, ps := range c.subs {
+		if !ps.wild || ps.cap == nil || !ps.pat.Match(name) {
+			continue
+		}
+		ps.lock()
+		if ps.cap.Held() > 0 && !ps.dead {
+			held := ps.cap.Drain(nil)
+			n, s := ps.pushAll(held)
+			c.h.stats.delivered.Add(uint64(n))
+			slow = slow || s
+		}
+		ps.unlock()
+	}
+	return slow
 }
 
 // Unsubscribe ends c's subscription to a topic or pattern, if it has one.

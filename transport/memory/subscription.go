@@ -162,20 +162,13 @@ func (s *sub) setRate(perSecond float64, now time.Time) (slow bool) {
 		s.arm(now)
 	case s.cap != nil:
 		s.disarm()
-		held := drain(s.cap, now)
+		held := s.cap.Drain(nil)
 		s.cap = nil
 		var n int
 		n, slow = s.pushAll(held)
 		h.stats.delivered.Add(uint64(n))
 	}
 	return slow
-}
-
-// drain returns every message c holds, oldest first. ratecap has no drain,
-// but far enough in the future its bucket is full, and a full bucket
-// releases a full ring.
-func drain(c *ratecap.Cap[*pubsub.Message], now time.Time) []*pubsub.Message {
-	return c.Release(now.Add(1<<62), nil)
 }
 
 // kill ends s: no more deliveries, no timer, held messages discarded. Call

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/plazahq/plaza/internal/fakeclock"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -237,5 +238,60 @@ func TestIdleTopicIsForgotten(t *testing.T) {
 	publish(t, a, pubsub.PublishRequest{Topic: "old", IdempotencyKey: "k"})
 	if got := h.Stats().Deduplicated; got != 0 {
 		t.Errorf("Deduplicated = %d, want 0", got)
+	}
+}
+
+// An exact subscription added while a capped pattern subscription of the
+// same connection holds messages of that topic does not overtake them: the
+// held ones go out first, and the topic stays in id order.
+func TestExactSubscriptionAfterHeldPatternKeepsOrder(t *testing.T) {
+	t.Parallel()
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	hub, err := New(Options{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	ctx := context.Background()
+	pub, _ := hub.Connect(ctx, pubsub.ConnectRequest{Room: "r", ClientID: "p"})
+	sub, _ := hub.Connect(ctx, pubsub.ConnectRequest{Room: "r", ClientID: "s"})
+	if err := sub.Subscribe(ctx, pubsub.SubscribeRequest{Topic: "a:*", Rate: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []pubsub.ID
+	for range 5 { // 2 pass, the newest 2 are held, 1 is dropped
+		m, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "a:1", Payload: []byte("1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	if err := sub.Subscribe(ctx, pubsub.SubscribeRequest{Topic: "a:1"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "a:1", Payload: []byte("2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []pubsub.ID{ids[0], ids[1], ids[3], ids[4], m.ID}
+	// Without the flush the held two would wait for the pattern's timer,
+	// behind the newer message: only three would come now.
+	var got []pubsub.ID
+	for range want {
+		select {
+		case m := <-sub.Messages():
+			got = append(got, m.ID)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("received %v, then nothing; want %v", got, want)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("deliveries (-want +got):\n%s", diff)
+	}
+	clock.Advance(time.Hour) // the pattern's timer finds nothing left to release
+	select {
+	case extra := <-sub.Messages():
+		t.Errorf("unexpected delivery %v after the flush", extra.ID)
+	default:
 	}
 }
