@@ -290,14 +290,8 @@ func appendMessage(b []byte, m *pubsub.Message) []byte {
 	b = append(b, `,"from":`...)
 	b = appendString(b, m.From)
 	if len(m.To) > 0 {
-		b = append(b, `,"to":[`...)
-		for i, id := range m.To {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, id)
-		}
-		b = append(b, ']')
+		b = append(b, `,"to":`...)
+		b = appendStrings(b, m.To)
 	}
 	b = append(b, `,"payload":`...)
 	if len(m.Payload) == 0 {
@@ -306,16 +300,8 @@ func appendMessage(b []byte, m *pubsub.Message) []byte {
 		b = append(b, m.Payload...)
 	}
 	if len(m.Metadata) > 0 {
-		b = append(b, `,"metadata":{`...)
-		for i, k := range slices.Sorted(maps.Keys(m.Metadata)) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendString(b, m.Metadata[k])
-		}
-		b = append(b, '}')
+		b = append(b, `,"metadata":`...)
+		b = appendMetadata(b, m.Metadata)
 	}
 	b = append(b, `,"timestamp":"`...)
 	b = m.Timestamp.UTC().AppendFormat(b, time.RFC3339Nano)
@@ -500,16 +486,8 @@ func appendPublish(b []byte, id string, req *pubsub.PublishRequest) []byte {
 		b = appendStrings(b, req.To)
 	}
 	if len(req.Metadata) > 0 {
-		b = append(b, `,"metadata":{`...)
-		for i, k := range slices.Sorted(maps.Keys(req.Metadata)) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendString(b, req.Metadata[k])
-		}
-		b = append(b, '}')
+		b = append(b, `,"metadata":`...)
+		b = appendMetadata(b, req.Metadata)
 	}
 	if req.NoPersist {
 		b = append(b, `,"persist":false`...)
@@ -566,6 +544,20 @@ func appendHistoryRequest(b []byte, id string, req *pubsub.HistoryRequest) []byt
 
 func appendPing(b []byte, id string) []byte {
 	return append(appendHead(b, typePing, id), '}')
+}
+
+// appendMetadata appends md as a JSON object, keys sorted.
+func appendMetadata(b []byte, md map[string]string) []byte {
+	b = append(b, '{')
+	for i, k := range slices.Sorted(maps.Keys(md)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendString(b, md[k])
+	}
+	return append(b, '}')
 }
 
 func appendStrings(b []byte, ss []string) []byte {
