@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"net/url"
@@ -62,21 +63,30 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	s.answerThroughHub(ctx, w, room, id, func(hc pubsub.Conn, b []byte) ([]byte, error) {
+		page, err := hc.History(ctx, req)
+		return appendPage(b, &page), err
+	})
+}
+
+// answerThroughHub opens a hub connection for id in room, runs call on it,
+// and answers with {"data": what call appended}, or with call's error.
+func (s *Server) answerThroughHub(ctx context.Context, w http.ResponseWriter, room string, id Identity, call func(hc pubsub.Conn, b []byte) ([]byte, error)) {
 	hc, err := s.t.Connect(ctx, pubsub.ConnectRequest{Room: room, ClientID: id.ClientID})
 	if err != nil {
 		fail(w, err)
 		return
 	}
 	defer hc.Close()
-	page, err := hc.History(ctx, req)
+	bp := getBuf()
+	defer putBuf(bp)
+	b, err := call(hc, (*bp)[:0])
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	bp := getBuf()
-	*bp = appendPage(*bp, &page)
-	writeData(w, *bp)
-	putBuf(bp)
+	*bp = b
+	writeData(w, b)
 }
 
 // appendPage appends a history page as {"messages": [...], "hasMore": bool}.

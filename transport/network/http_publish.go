@@ -133,19 +133,8 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	hc, err := s.t.Connect(ctx, pubsub.ConnectRequest{Room: room, ClientID: id.ClientID})
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	defer hc.Close()
-	m, err := hc.Publish(ctx, req)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	bp := getBuf()
-	*bp = appendMessage(*bp, &m)
-	writeData(w, *bp)
-	putBuf(bp)
+	s.answerThroughHub(ctx, w, room, id, func(hc pubsub.Conn, b []byte) ([]byte, error) {
+		m, err := hc.Publish(ctx, req)
+		return appendMessage(b, &m), err
+	})
 }
