@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/plazahq/plaza/pubsub"
 )
@@ -99,6 +100,10 @@ type boltAppend struct {
 	value  []byte
 }
 
+// ErrInUse is in the chain of the error OpenBolt returns when another
+// process (or another Bolt in this one) has the file open.
+var ErrInUse = errors.New("history: the file is in use by another process")
+
 // Bucket names and meta keys.
 var (
 	bucketTopics = []byte("topics")
@@ -124,9 +129,12 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		Timeout:      timeout,
 		FreelistType: bolt.FreelistMapType,
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, pubsub.Errorf(pubsub.CodeInternal,
-			"history: %s is in use by another process (still locked after %v): %w", path, timeout, err)
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, &pubsub.Error{
+			Code:    pubsub.CodeInternal,
+			Message: fmt.Sprintf("history: %s is in use by another process (still locked after %v)", path, timeout),
+			Err:     ErrInUse,
+		}
 	}
 	if err != nil {
 		return nil, pubsub.Errorf(pubsub.CodeInternal, "history: open %s: %w", path, err)
@@ -403,7 +411,7 @@ func (s *Bolt) Query(ctx context.Context, room string, q Query) (pubsub.HistoryP
 		page, expired, err = boltQuery(bk.Cursor(), &q, cutoff)
 		return err
 	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return pubsub.HistoryPage{}, errClosed
 	}
 	if err != nil {

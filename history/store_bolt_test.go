@@ -126,7 +126,7 @@ func TestBoltOpenInUse(t *testing.T) {
 		s.Close()
 		t.Fatalf("second OpenBolt(%q) = nil error, want one", path)
 	}
-	if !strings.Contains(err.Error(), "in use by another process") || !strings.Contains(err.Error(), path) {
+	if !errors.Is(err, history.ErrInUse) || !strings.Contains(err.Error(), path) {
 		t.Errorf("second OpenBolt(%q) = %v, want an error naming the file and saying it is in use", path, err)
 	}
 	if pubsub.CodeOf(err) != pubsub.CodeInternal {

@@ -43,8 +43,6 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/transport/memory"
 	"github.com/plazahq/plaza/transport/network"
@@ -114,7 +112,7 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 		}
 		path := filepath.Join(cfg.data, "history.db")
 		b, err := history.OpenBolt(path, history.BoltOptions{})
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, history.ErrInUse) {
 			return fmt.Errorf("the data folder %s is in use by another Plaza server: stop that one, or pass another -data folder (%w)", cfg.data, err)
 		}
 		if err != nil {
