@@ -50,8 +50,7 @@ func BenchmarkNetworkFanout(b *testing.B) {
 type receivers struct {
 	delivered atomic.Int64
 	poke      chan struct{} // signalled after every frame
-	mu        sync.Mutex
-	lat       [][]int32 // per receiver, microseconds
+	lat       [][]int32     // per receiver, microseconds
 	wg        sync.WaitGroup
 	closers   []func()
 }

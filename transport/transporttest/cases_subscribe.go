@@ -16,7 +16,7 @@ func testRefcount(t *testing.T, e *env) {
 	s1 := subscribe(t, bob, "chat", in.handle)
 	s2 := subscribe(t, bob, "chat", in.handle)
 	s3 := subscribe(t, bob, "chat", in.handle)
-	subs, unsubs := e.rec.wire()
+	subs, _ := e.rec.wire()
 	if diff := cmp.Diff([]pubsub.SubscribeRequest{{Topic: "chat"}}, subs); diff != "" {
 		t.Errorf("wire subscriptions after 3 Subscribe calls (-want +got):\n%s", diff)
 	}
@@ -33,7 +33,7 @@ func testRefcount(t *testing.T, e *env) {
 	if err := s1.Unsubscribe(ctx); err != nil {
 		t.Errorf("second Unsubscribe() = %v, want nil", err)
 	}
-	if _, unsubs = e.rec.wire(); len(unsubs) != 0 {
+	if _, unsubs := e.rec.wire(); len(unsubs) != 0 {
 		t.Errorf("wire unsubscribed %v while a registration remains", unsubs)
 	}
 	publish(t, alice, "chat", 2)
@@ -45,7 +45,7 @@ func testRefcount(t *testing.T, e *env) {
 	if err := s3.Unsubscribe(ctx); err != nil {
 		t.Fatalf("last Unsubscribe() = %v", err)
 	}
-	if _, unsubs = e.rec.wire(); !cmp.Equal(unsubs, []string{"chat"}) {
+	if _, unsubs := e.rec.wire(); !cmp.Equal(unsubs, []string{"chat"}) {
 		t.Errorf("wire unsubscriptions after the last Unsubscribe = %v, want [chat]", unsubs)
 	}
 	// Nothing reaches the released topic: a fresh registration sees only

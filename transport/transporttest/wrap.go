@@ -20,14 +20,12 @@ type recorder struct {
 	// report NETWORK_ERROR, as if the reply was lost.
 	loseReplies int
 	// gate, when set, holds Connect until it is closed.
-	gate     chan struct{}
-	connects int
+	gate chan struct{}
 }
 
 func (w *recorder) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
 	w.mu.Lock()
 	gate := w.gate
-	w.connects++
 	w.mu.Unlock()
 	if gate != nil {
 		select {
@@ -68,12 +66,6 @@ func (w *recorder) sent() []pubsub.PublishRequest {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]pubsub.PublishRequest(nil), w.publishes...)
-}
-
-func (w *recorder) connectCount() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.connects
 }
 
 type recConn struct {
