@@ -325,22 +325,27 @@ func (t *memTopic) query(q *Query, cutoff int64) pubsub.HistoryPage {
 		idx = make([]int, 0, min(limit, len(recs)))
 	}
 	hasMore := false
+	// take considers record i in scan order; it reports false once the page
+	// is full, setting hasMore, since i is one more visible message.
+	take := func(i int) bool {
+		r := &recs[i]
+		if r.ts < cutoff || !r.visible(q) {
+			return true
+		}
+		if len(idx) == limit {
+			hasMore = true
+			return false
+		}
+		idx = append(idx, i)
+		return true
+	}
 	if q.After != 0 {
 		// Oldest first from the first id above After.
 		i := len(recs)
 		if q.After < math.MaxInt64 {
 			i, _ = slices.BinarySearchFunc(recs, int64(q.After)+1, cmpID)
 		}
-		for ; i < len(recs); i++ {
-			r := &recs[i]
-			if r.ts < cutoff || !r.visible(q) {
-				continue
-			}
-			if len(idx) == limit {
-				hasMore = true
-				break
-			}
-			idx = append(idx, i)
+		for ; i < len(recs) && take(i); i++ {
 		}
 	} else {
 		// Newest first from the last id below Before (or from the newest),
@@ -349,16 +354,7 @@ func (t *memTopic) query(q *Query, cutoff int64) pubsub.HistoryPage {
 		if q.Before != 0 {
 			i, _ = slices.BinarySearchFunc(recs, int64(q.Before), cmpID)
 		}
-		for i--; i >= 0; i-- {
-			r := &recs[i]
-			if r.ts < cutoff || !r.visible(q) {
-				continue
-			}
-			if len(idx) == limit {
-				hasMore = true
-				break
-			}
-			idx = append(idx, i)
+		for i--; i >= 0 && take(i); i-- {
 		}
 		slices.Reverse(idx)
 	}
