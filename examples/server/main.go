@@ -216,7 +216,7 @@ Open http://%[1]s/ in a browser, or try it from a shell:
   # a temporary socket path for a browser that must not see a key
   curl "http://%[1]s/lobby/pubsub/alerts/client?max_uses=1&ttl=300000" -H "Authorization: Bearer %[3]s"
 
-From Go (a Room over WebSocket, ws://%[1]s/{room}/ws):
+From Go (a Room over WebSocket, ws://%[1]s/{room}/ws; README.md's "A Go client" is the whole program):
 
 	t, _ := network.NewClient("ws://%[1]s", nil)
 	room, _ := pubsub.Join(ctx, t, "lobby", &pubsub.JoinOptions{Token: "%[2]s:alice", GapFill: true})
