@@ -1,7 +1,7 @@
 // Command server runs a Plaza hub that other processes and browsers reach
 // over HTTP, Server-Sent Events and WebSocket: a memory hub with durable
 // history in a local folder, behind a network.Server, and a small browser
-// page at /.
+// page at / (with its icon at /favicon.ico).
 //
 //	go run ./examples/server
 //	go run ./examples/server -addr 127.0.0.1:9000 -publish-key pk-prod -subscribe-key sk-prod -data /var/lib/plaza
@@ -52,6 +52,12 @@ import (
 //
 //go:embed page.html
 var page []byte
+
+// favicon is the page's icon, served at /favicon.ico, where browsers look
+// for one.
+//
+//go:embed favicon.svg
+var favicon []byte
 
 // Default keys, for trying the server on this machine.
 const (
@@ -146,6 +152,11 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(page)
+	})
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Header().Set("Cache-Control", "max-age=86400")
+		w.Write(favicon)
 	})
 	mux.Handle("/", srv)
 
