@@ -1,7 +1,7 @@
 // Command server runs a Plaza hub that other processes and browsers reach
 // over HTTP, Server-Sent Events and WebSocket: a memory hub with durable
 // history in a local folder, behind a network.Server, and a small browser
-// page at /.
+// page at / (with its icon at /favicon.ico).
 //
 //	go run ./examples/server
 //	go run ./examples/server -addr 127.0.0.1:9000 -publish-key pk-prod -subscribe-key sk-prod -data /var/lib/plaza
@@ -52,6 +52,12 @@ import (
 //
 //go:embed page.html
 var page []byte
+
+// favicon is the page's icon, served at /favicon.ico, where browsers look
+// for one.
+//
+//go:embed favicon.svg
+var favicon []byte
 
 // Default keys, for trying the server on this machine.
 const (
@@ -147,6 +153,11 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(page)
 	})
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Header().Set("Cache-Control", "max-age=86400")
+		w.Write(favicon)
+	})
 	mux.Handle("/", srv)
 
 	l, err := net.Listen("tcp", cfg.addr)
@@ -216,7 +227,7 @@ Open http://%[1]s/ in a browser, or try it from a shell:
   # a temporary socket path for a browser that must not see a key
   curl "http://%[1]s/lobby/pubsub/alerts/client?max_uses=1&ttl=300000" -H "Authorization: Bearer %[3]s"
 
-From Go (a Room over WebSocket, ws://%[1]s/{room}/ws):
+From Go (a Room over WebSocket, ws://%[1]s/{room}/ws; README.md's "A Go client" is the whole program):
 
 	t, _ := network.NewClient("ws://%[1]s", nil)
 	room, _ := pubsub.Join(ctx, t, "lobby", &pubsub.JoinOptions{Token: "%[2]s:alice", GapFill: true})

@@ -161,6 +161,17 @@ func TestHTTP(t *testing.T) {
 		t.Fatalf("GET / = %d, %d bytes; want the page", resp.StatusCode, len(body))
 	}
 
+	// The page's icon, which browsers ask for by themselves: no 404.
+	resp, err = http.Get(base + "/favicon.ico")
+	if err != nil {
+		t.Fatal(err)
+	}
+	icon, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "image/svg+xml" || !strings.Contains(string(icon), "<svg") {
+		t.Errorf("GET /favicon.ico = %d %s, %d bytes; want 200 and an SVG image", resp.StatusCode, ct, len(icon))
+	}
+
 	stream, err := http.Get(base + "/lobby/pubsub/alerts/subscribe?token=" + defaultSubscribeKey)
 	if err != nil || stream.StatusCode != 200 {
 		t.Fatalf("subscribe = %v, %v", stream, err)

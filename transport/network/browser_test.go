@@ -19,7 +19,14 @@ const chromiumPath = "/usr/bin/chromium"
 // and has headless Chromium (driven by playwright-core, in
 // testdata/browser/check.mjs) check that a page the server serves can
 // receive with EventSource and WebSocket what an HTTP POST publishes, and
-// use a temporary client socket path without a key.
+// use a temporary client socket path without a key. It then clicks through
+// the server's page at /: every failure shows in its log (a wrong key on
+// SSE, a WebSocket or a client socket, with the status and code or the
+// close code and its reason; a pattern without the pattern box ticked; a
+// client socket closed at its max_dur, then refused), subscribing twice
+// shows each message once, the page raises no uncaught error, and
+// /favicon.ico is served. SCREENSHOT=<file.png> in the environment makes
+// check.mjs save a picture of the page.
 //
 // It skips when Chromium, node or playwright-core is missing, unless CI is
 // "true": CI installs them (.ci/run), so there a missing one fails the test.

@@ -37,6 +37,12 @@ const (
 	CodeExhaustedClientSocket pubsub.Code = "exhausted_client_socket" // 410: its max_uses are used up
 )
 
+// CodeMaxDurationReached is the code of the error frame, and of the close
+// reason, with which a connection to a client socket ends when it has lasted
+// the max_dur the socket was created with ([CloseMaxDuration]). The page
+// needs a new path (or the same one, while it has uses left) to go on.
+const CodeMaxDurationReached pubsub.Code = "max_duration_reached"
+
 // socketStatus is the HTTP status of each client socket code.
 var socketStatus = map[pubsub.Code]int{
 	CodeInvalidClientSocket:   http.StatusNotFound,
@@ -184,7 +190,7 @@ func (t *socketTable) use(room, token string, now time.Time) (clientSocket, func
 	case sock == nil || sock.room != room:
 		return clientSocket{}, nil, pubsub.Errorf(CodeInvalidClientSocket, "no such client socket in this room")
 	case sock.maxUses > 0 && sock.uses >= sock.maxUses:
-		return clientSocket{}, nil, pubsub.Errorf(CodeExhaustedClientSocket, "the client socket has been used %d times, its max_uses", sock.maxUses)
+		return clientSocket{}, nil, pubsub.Errorf(CodeExhaustedClientSocket, "the client socket has been used %s, its max_uses", times(sock.maxUses))
 	case !now.Before(sock.expires):
 		return clientSocket{}, nil, pubsub.Errorf(CodeExpiredClientSocket, "the client socket expired at %s", sock.expires.UTC().Format(time.RFC3339))
 	}
@@ -195,6 +201,17 @@ func (t *socketTable) use(room, token string, now time.Time) (clientSocket, func
 		t.mu.Unlock()
 	}
 	return *sock, release, nil
+}
+
+// times spells out n times: "once", "twice", "3 times".
+func times(n int) string {
+	switch n {
+	case 1:
+		return "once"
+	case 2:
+		return "twice"
+	}
+	return strconv.Itoa(n) + " times"
 }
 
 // peek returns the state of the socket of token in room, as use would

@@ -2,6 +2,7 @@ package network
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -148,11 +149,13 @@ func TestClientSocketMaxUses(t *testing.T) {
 	f := newKeyFixture(t, memory.Options{}, Options{})
 	for _, tt := range []struct {
 		q    string
-		uses int // successful connections before it is exhausted; -1: never
+		uses int    // successful connections before it is exhausted; -1: never
+		said string // what the refusal says
 	}{
-		{"", 1},
-		{"?max_uses=3", 3},
-		{"?max_uses=0", -1},
+		{"", 1, "used once"},
+		{"?max_uses=2", 2, "used twice"},
+		{"?max_uses=3", 3, "used 3 times"},
+		{"?max_uses=0", -1, ""},
 	} {
 		t.Run("max_uses"+tt.q, func(t *testing.T) {
 			info := f.mint(t, "lobby", "alerts", tt.q)
@@ -169,6 +172,10 @@ func TestClientSocketMaxUses(t *testing.T) {
 			}
 			if tt.uses >= 0 {
 				f.dialRefused(t, info.Path, http.StatusGone, CodeExhaustedClientSocket)
+				r := f.do(t, http.MethodGet, info.Path, "", "", "")
+				if r.env.Error == nil || !strings.Contains(r.env.Error.Message, tt.said+", its max_uses") {
+					t.Errorf("GET %s once used up = %s, want a message saying it was %s", info.Path, r.raw, tt.said)
+				}
 			}
 		})
 	}
@@ -203,8 +210,20 @@ func TestClientSocketMaxDur(t *testing.T) {
 	f.clock.Advance(time.Minute - time.Millisecond)
 	c.ping("1")
 	f.clock.Advance(time.Millisecond)
-	c.expectError("", pubsub.CodeUnauthenticated)
-	c.expectClose(CloseMaxDuration)
+	// The error frame and the close say the socket's time is up, not that
+	// its credentials are bad.
+	if e := c.expectError("", CodeMaxDurationReached).Error; !strings.Contains(e.Message, "max_dur of 60000 ms") {
+		t.Errorf("error frame message %q, want it to name the max_dur of 60000 ms", e.Message)
+	}
+	_, err := c.read()
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != CloseMaxDuration || !strings.HasPrefix(ce.Reason, "max_duration_reached: ") {
+		t.Fatalf("after the error frame: %v, want a close %d with a reason starting max_duration_reached", err, CloseMaxDuration)
+	}
+	// A Go client told only the close code reports the same.
+	if got := closeCodeError(CloseMaxDuration, ""); got.Code != CodeMaxDurationReached {
+		t.Errorf("closeCodeError(%d) = %v, want %s", CloseMaxDuration, got, CodeMaxDurationReached)
+	}
 }
 
 func TestClientSocketPattern(t *testing.T) {

@@ -396,7 +396,7 @@ func (c *serverConn) subscribeBound(reqID string) bool {
 		d := c.maxDur
 		c.idMu.Lock()
 		c.lifetime = c.s.opts.Clock.AfterFunc(d, func() {
-			c.requestClose(CloseMaxDuration, pubsub.Errorf(pubsub.CodeUnauthenticated, "the client socket's max_dur of %d ms is over", d.Milliseconds()))
+			c.requestClose(CloseMaxDuration, pubsub.Errorf(CodeMaxDurationReached, "the connection lasted the client socket's max_dur of %d ms", d.Milliseconds()))
 		})
 		c.idMu.Unlock()
 	}

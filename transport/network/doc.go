@@ -147,7 +147,8 @@
 // exhausted_client_socket (its max_uses are used up); a browser sees only a
 // failed WebSocket, and a plain GET of the path (which uses nothing) tells it
 // why, or describes the socket when it can still be used. A connection
-// reaching max_dur gets an error frame and a close with [CloseMaxDuration].
+// that lasts max_dur gets an error frame with the code max_duration_reached
+// and a close with [CloseMaxDuration] (4004), whose reason says the same.
 // Expired and used-up sockets are forgotten ten minutes after they expire,
 // or at once when a limit is reached; at most [Options.MaxClientSockets]
 // exist at once, and [Options.MaxClientSocketsPerRoom] per room.
@@ -272,9 +273,10 @@
 // NETWORK_ERROR. [Server.Shutdown] closes every
 // connection with [CloseGoingAway] (1001). When the hub drops a connection
 // the server closes it with [CloseHubEnded] (4009), and a temporary client
-// socket at its max_dur with [CloseMaxDuration] (4004). Before a 4xxx close the
-// server sends an error frame without an id that says why; the Go client
-// turns it into its Conn's Err.
+// socket at its max_dur with [CloseMaxDuration] (4004, max_duration_reached).
+// Before a 4xxx close the server sends an error frame without an id that says
+// why, and the close reason repeats its code and message; the Go client turns
+// it into its Conn's Err.
 //
 // # Efficiency
 //

@@ -42,8 +42,12 @@ const (
 	// (Identity.Expires) and were not renewed with a new auth frame. Go
 	// client: UNAUTHENTICATED.
 	CloseCredentialsExpired websocket.StatusCode = 4003
-	// CloseMaxDuration (4004): a temporary client socket reached the
-	// max_dur it was created with. Go client: UNAUTHENTICATED.
+	// CloseMaxDuration (4004): a connection to a temporary client socket
+	// lasted the max_dur the socket was created with; the error frame and
+	// the close reason say max_duration_reached ([CodeMaxDurationReached]).
+	// Not an authentication failure: connect again, with the same path
+	// while it has uses left or with a new one. Go client:
+	// max_duration_reached.
 	CloseMaxDuration websocket.StatusCode = 4004
 	// CloseSlowConsumer (4008): the client did not read its messages fast
 	// enough: more than Options.SendQueue messages waited for it, a write
@@ -69,8 +73,10 @@ func closeCodeError(code websocket.StatusCode, reason string) *pubsub.Error {
 		c = pubsub.CodePayloadTooLarge
 	case CloseInternal:
 		c = pubsub.CodeInternal
-	case CloseUnauthenticated, CloseCredentialsExpired, CloseMaxDuration:
+	case CloseUnauthenticated, CloseCredentialsExpired:
 		c = pubsub.CodeUnauthenticated
+	case CloseMaxDuration:
+		c = CodeMaxDurationReached
 	case CloseSlowConsumer:
 		c = pubsub.CodeSlowConsumer
 	}
