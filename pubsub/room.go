@@ -146,8 +146,9 @@ func (r *Room) ClientID() string { return r.id }
 // Room's own subscriptions do not receive it (no self-echo).
 //
 // The payload is encoded with encoding/json; a json.RawMessage is used as it
-// is once checked. Invalid topics and payloads fail here, without a round
-// trip, with INVALID_TOPIC_NAME, PAYLOAD_TOO_LARGE or INVALID_PAYLOAD. A
+// is once checked. Invalid topics and payloads (including those nested more
+// than MaxPayloadDepth levels) fail here, without a round trip, with
+// INVALID_TOPIC_NAME, PAYLOAD_TOO_LARGE or INVALID_PAYLOAD. A
 // publish that fails with NETWORK_ERROR is retried (JoinOptions.Retries) with
 // one idempotency key, so the hub publishes it at most once.
 func (r *Room) Publish(ctx context.Context, topicName string, payload any, opts ...PublishOption) (Message, error) {
@@ -198,8 +199,9 @@ func encodePayload(payload any) ([]byte, error) {
 	if err != nil {
 		return nil, &Error{Code: CodeInvalidPayload, Message: err.Error(), Err: err}
 	}
-	if len(p) > MaxPayloadBytes {
-		return nil, Errorf(CodePayloadTooLarge, "payload is %d bytes, more than %d", len(p), MaxPayloadBytes)
+	// Valid JSON, but perhaps too large or nested too deeply.
+	if err := CheckPayload(p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
