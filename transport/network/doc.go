@@ -258,7 +258,15 @@
 // [CloseTooBig] (1009); a binary frame with [CloseUnsupportedData] (1003);
 // frames faster than [Options.MaxFrameRate] with [ClosePolicyViolation]
 // (1008). Malformed JSON, unknown types, bad ids and invalid fields only get an
-// error frame. The server holds at most [Options.MaxConnections] WebSockets
+// error frame.
+//
+// A payload is at most 32 KiB and nests arrays and objects at most 64 levels
+// ([pubsub.MaxPayloadDepth]); a deeper one fails with INVALID_PAYLOAD, over
+// WebSocket and HTTP alike (400), and is stored nowhere. Every frame, event
+// and answer wraps a payload in at most 4 more levels (the HTTP history
+// answer; an event's data adds 1, a "messages" or "history" frame 3), so
+// whatever the server accepts, encoding/json, JSON.parse and any client can
+// decode. The server holds at most [Options.MaxConnections] WebSockets
 // and event streams together; beyond that a new one gets HTTP 503 with
 // Retry-After before any upgrade. A connection holds at most [Options.MaxSubscriptions]
 // subscriptions (TOO_MANY_SUBSCRIPTIONS). Browsers from origins other than the

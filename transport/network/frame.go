@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/plazahq/plaza/internal/jsonvalid"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -97,6 +98,9 @@ func decodeRequest(data []byte) (request, *pubsub.Error) {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return request{}, pubsub.Errorf(pubsub.CodeInvalidRequest, "a frame must be a JSON object, not %s", te.Value)
+		}
+		if perr := tooDeep("frame", data); perr != nil {
+			return request{}, perr
 		}
 		return request{}, pubsub.Errorf(pubsub.CodeInvalidRequest, "malformed JSON frame: %s", jsonProblem(err))
 	}
@@ -234,6 +238,18 @@ func parseAnchor(field string, raw json.RawMessage) (pubsub.ID, *pubsub.Error) {
 		return 0, pubsub.Errorf(pubsub.CodeInvalidHistoryOpts, "%s: invalid message id %q", field, clip(s, 24))
 	}
 	return id, nil
+}
+
+// tooDeep returns an INVALID_PAYLOAD error if data, which encoding/json
+// refused, nests deeper than encoding/json allows, and nil otherwise. Only a
+// payload may nest that deep (every other member is flat), so such a frame or
+// body fails as its payload would have, had it arrived whole; shallower
+// payloads fail later, in pubsub.CheckPublish.
+func tooDeep(what string, data []byte) *pubsub.Error {
+	if jsonvalid.Check(data, jsonvalid.StdDepth) != jsonvalid.ErrTooDeep {
+		return nil
+	}
+	return pubsub.Errorf(pubsub.CodeInvalidPayload, "%s nests arrays and objects more than %d levels deep; a payload may nest at most %d", what, jsonvalid.StdDepth, pubsub.MaxPayloadDepth)
 }
 
 // jsonProblem shortens a JSON syntax error for an error frame.
