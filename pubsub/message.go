@@ -65,6 +65,16 @@ type Message struct {
 	// Persisted is false for a message published with Persist(false): it was
 	// delivered live and is not in history.
 	Persisted bool `json:"persisted"`
+
+	// Err is set only by a transport, on a message it received but could
+	// not decode (from a hub that does not hold its messages to the rules
+	// of this package, such as MaxPayloadDepth): an *Error with code
+	// INVALID_PAYLOAD, and only the fields that could be read are set,
+	// usually ID and Topic. A Room never hands such a message to a handler
+	// or returns it from GetHistory: it counts it in RoomStats.Undecodable,
+	// reports it to JoinOptions.OnError, and goes on past it, so that gap
+	// fill never fetches it again.
+	Err error `json:"-"`
 }
 
 // HistoryPage is one page of a topic's history, oldest message first. HasMore

@@ -41,7 +41,9 @@ type JoinOptions struct {
 
 	// OnError receives errors that no call can return: a topic that could
 	// not be subscribed again after a reconnect, a gap fill that failed, a
-	// payload a typed handler could not decode. It runs on the Room's
+	// payload a typed handler could not decode, a message the transport
+	// received but could not decode (INVALID_PAYLOAD; see Message.Err),
+	// live, in a gap fill or in a GetHistory page. It runs on the Room's
 	// goroutine and must not block. Nil means such errors are dropped.
 	OnError func(error)
 

@@ -47,6 +47,7 @@ type Room struct {
 	inHandler atomic.Bool
 	left      atomic.Bool   // set by Leave, before leave is closed
 	wake      chan struct{} // rate-cap timer fired
+	reports   chan error    // for OnError, from goroutines other than the Room's
 	timer     Timer
 
 	// Owned by the Room's goroutine.
@@ -125,6 +126,7 @@ func Join(ctx context.Context, t Transport, room string, opts *JoinOptions) (*Ro
 		leave:     make(chan struct{}),
 		done:      make(chan struct{}),
 		wake:      make(chan struct{}, 1),
+		reports:   make(chan error, 16),
 		holding:   make(map[*Subscription]struct{}),
 		fill:      make(map[string]ID),
 	}
@@ -216,6 +218,11 @@ func (r *Room) nextKey() string {
 // no options it is the newest page; Before and After page in their direction,
 // and HasMore says whether more messages lie beyond the page in that
 // direction. An unused topic has an empty page, not an error.
+//
+// A message the transport could not decode (see Message.Err) is left out of
+// the page, counted and reported to JoinOptions.OnError; when a page held
+// nothing else, GetHistory goes on to the next page in the same direction, so
+// that paging from the page's first or last message never gets stuck.
 func (r *Room) GetHistory(ctx context.Context, topicName string, opts ...HistoryOption) (HistoryPage, error) {
 	var c historyConfig
 	for _, o := range opts {
@@ -235,15 +242,82 @@ func (r *Room) GetHistory(ctx context.Context, topicName string, opts ...History
 		c.req.Limit = DefaultHistoryLimit
 	}
 	var page HistoryPage
-	err := r.retry(ctx, func(conn Conn) error {
-		var err error
-		page, err = conn.History(ctx, c.req)
-		return err
-	})
+	for {
+		err := r.retry(ctx, func(conn Conn) error {
+			var err error
+			page, err = conn.History(ctx, c.req)
+			return err
+		})
+		if err != nil {
+			return HistoryPage{Messages: []Message{}}, err
+		}
+		var oldest, newest ID
+		page.Messages, oldest, newest = r.dropUndecodable(page.Messages)
+		if len(page.Messages) > 0 || !page.HasMore || oldest == 0 {
+			break
+		}
+		// Nothing but undecodable messages, and more beyond them.
+		if c.req.After != 0 {
+			if newest <= c.req.After {
+				break
+			}
+			c.req.After = newest
+		} else {
+			if c.req.Before != 0 && oldest >= c.req.Before {
+				break
+			}
+			c.req.Before = oldest
+		}
+	}
 	if page.Messages == nil {
 		page.Messages = []Message{}
 	}
-	return page, err
+	return page, nil
+}
+
+// dropUndecodable returns ms without the messages the transport could not
+// decode, which it counts and reports, and the oldest and newest ids of
+// those (zero when there were none).
+func (r *Room) dropUndecodable(ms []Message) (kept []Message, oldest, newest ID) {
+	for i := range ms {
+		if ms[i].Err == nil {
+			if kept != nil {
+				kept = append(kept, ms[i])
+			}
+			continue
+		}
+		if kept == nil {
+			kept = append(make([]Message, 0, len(ms)-1), ms[:i]...)
+		}
+		r.stats.undecodable.Add(1)
+		if r.opts.OnError != nil {
+			// OnError runs on the Room's goroutine.
+			select {
+			case r.reports <- undecodable(&ms[i]):
+			default: // OnError is behind; the count still has it
+			}
+		}
+		if id := ms[i].ID; id != 0 {
+			if oldest == 0 || id < oldest {
+				oldest = id
+			}
+			newest = max(newest, id)
+		}
+	}
+	if kept == nil {
+		return ms, 0, 0
+	}
+	return kept, oldest, newest
+}
+
+// undecodable is the error OnError receives for a message the transport
+// could not decode.
+func undecodable(m *Message) error {
+	var perr *Error
+	if errors.As(m.Err, &perr) {
+		return perr
+	}
+	return &Error{Code: CodeInvalidPayload, Message: "message " + m.ID.String() + " on " + strconv.Quote(m.Topic) + " could not be decoded: " + m.Err.Error(), Err: m.Err}
 }
 
 // retry runs op on the live connection, trying again after NETWORK_ERROR (or
@@ -389,12 +463,13 @@ func (r *Room) Err() error {
 // Stats returns the Room's counters.
 func (r *Room) Stats() RoomStats {
 	return RoomStats{
-		Published:  r.stats.published.Load(),
-		Delivered:  r.stats.delivered.Load(),
-		CapDropped: r.stats.capDropped.Load(),
-		Reconnects: r.stats.reconnects.Load(),
-		Retries:    r.stats.retries.Load(),
-		GapFilled:  r.stats.gapFilled.Load(),
+		Published:   r.stats.published.Load(),
+		Delivered:   r.stats.delivered.Load(),
+		CapDropped:  r.stats.capDropped.Load(),
+		Reconnects:  r.stats.reconnects.Load(),
+		Retries:     r.stats.retries.Load(),
+		GapFilled:   r.stats.gapFilled.Load(),
+		Undecodable: r.stats.undecodable.Load(),
 	}
 }
 
@@ -406,8 +481,12 @@ type RoomStats struct {
 	Reconnects uint64 // connections re-established after a loss (and, with GapFill, the gap filled)
 	Retries    uint64 // publish and history attempts repeated after NETWORK_ERROR
 	GapFilled  uint64 // messages handed to handlers from history after a reconnect
+	// Undecodable counts messages (live, from gap fill or in GetHistory
+	// pages) and frames the transport received but could not decode; each
+	// was reported to OnError and skipped (see Message.Err).
+	Undecodable uint64
 }
 
 type roomStats struct {
-	published, delivered, capDropped, reconnects, retries, gapFilled atomic.Uint64
+	published, delivered, capDropped, reconnects, retries, gapFilled, undecodable atomic.Uint64
 }

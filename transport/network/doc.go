@@ -266,7 +266,12 @@
 // and answer wraps a payload in at most 4 more levels (the HTTP history
 // answer; an event's data adds 1, a "messages" or "history" frame 3), so
 // whatever the server accepts, encoding/json, JSON.parse and any client can
-// decode. The server holds at most [Options.MaxConnections] WebSockets
+// decode. The Go client does not count on it: a message it cannot decode
+// (from a server that breaks these rules, or history stored before them)
+// costs only itself. The Room counts it in RoomStats.Undecodable, reports it
+// to JoinOptions.OnError as INVALID_PAYLOAD and skips it, live, in a gap
+// fill or in a history page; the connection stays, and gap fill goes on from
+// past it. A reply it cannot decode fails its call with INVALID_PAYLOAD. The server holds at most [Options.MaxConnections] WebSockets
 // and event streams together; beyond that a new one gets HTTP 503 with
 // Retry-After before any upgrade. A connection holds at most [Options.MaxSubscriptions]
 // subscriptions (TOO_MANY_SUBSCRIPTIONS). Browsers from origins other than the
