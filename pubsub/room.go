@@ -232,8 +232,16 @@ func (r *Room) GetHistory(ctx context.Context, topicName string, opts ...History
 	if err := CheckTopic(topicName); err != nil {
 		return HistoryPage{}, err
 	}
+	// Given means given: a limit or an anchor of zero is an error, as over
+	// WebSocket and HTTP, not the default.
 	if c.limitSet && c.req.Limit <= 0 {
 		return HistoryPage{}, Errorf(CodeInvalidLimit, "limit %d is outside 1 to %d", c.req.Limit, MaxHistoryLimit)
+	}
+	if c.beforeSet && c.req.Before == 0 {
+		return HistoryPage{}, Errorf(CodeInvalidHistoryOpts, `before: invalid message id "0"`)
+	}
+	if c.afterSet && c.req.After == 0 {
+		return HistoryPage{}, Errorf(CodeInvalidHistoryOpts, `after: invalid message id "0"`)
 	}
 	if err := CheckHistory(&c.req); err != nil {
 		return HistoryPage{}, err
