@@ -64,7 +64,7 @@
 //	PERMISSION_DENIED       hub       the authorization hook said no          no
 //	NETWORK_ERROR           Room/hub  the connection failed; retried first    yes
 //	INVALID_LIMIT           Room/hub  history limit <= 0 or > 50              no
-//	INVALID_HISTORY_OPTS    Room/hub  both Before and After                   no
+//	INVALID_HISTORY_OPTS    Room/hub  both Before and After, or an id of 0    no
 //	UNAUTHENTICATED         hub       credentials missing, wrong or expired   no
 //	TOO_MANY_SUBSCRIPTIONS  hub       the connection's subscription cap       no
 //	SLOW_CONSUMER           hub       a connection fell too far behind        yes

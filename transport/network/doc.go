@@ -74,8 +74,10 @@
 //
 // History: before or after (a message id), limit (1 to 50, default 25) and
 // from (a sender; repeat it for more), as in Room.GetHistory, with its error
-// codes; the page is oldest first, and hasMore says whether more lie beyond
-// it in the direction asked.
+// codes and its rule: a parameter left out (or empty) takes its default, one
+// given must be valid, so limit=0 is INVALID_LIMIT and before=0
+// INVALID_HISTORY_OPTS, as in a history frame. The page is oldest first, and
+// hasMore says whether more lie beyond it in the direction asked.
 //
 //	curl "http://127.0.0.1:8080/lobby/pubsub/alerts/history?limit=2&before=1904829283928846336" \
 //	     -H "Authorization: Bearer sk-dev"
@@ -219,8 +221,10 @@
 //
 // History: one page, oldest message first; at most one of "before" and
 // "after"; "limit" 1 to 50 (default 25); "from" keeps only those senders.
-// "hasMore" says whether more messages lie beyond the page in the direction
-// asked.
+// A member left out (or null) takes its default; one given must be valid:
+// "limit": 0 fails with INVALID_LIMIT and "before": "0" with
+// INVALID_HISTORY_OPTS, as over HTTP. "hasMore" says whether more messages
+// lie beyond the page in the direction asked.
 //
 //	→ {"v":1,"type":"history","id":"4","topic":"chat","before":"1904829283928846336","limit":2,"from":["alice"]}
 //	← {"v":1,"type":"history","id":"4","messages":[{"id":"1904829270000000000","topic":"chat","from":"alice","payload":"older","timestamp":"2026-03-15T11:59:57Z","persisted":true}],"hasMore":false}
