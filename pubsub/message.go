@@ -40,6 +40,7 @@ const MaxPayloadBytes = 32 << 10
 // number or a string has depth 0, {"text":"hi"} depth 1, [{"a":[]}] depth 3.
 // Publishes that nest deeper fail with INVALID_PAYLOAD, in the Room, in the
 // hub and at every route of transport/network, before anything is stored.
+// Metadata is one flat object of strings, so it never nests.
 //
 // 64 is the default limit of .NET's System.Text.Json and Json.NET, and more
 // than documents written for people need. The envelopes a message travels

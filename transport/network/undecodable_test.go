@@ -218,3 +218,35 @@ func TestClientSkipsUndecodableMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestClientFailsCallOnUndecodableReply answers a history request with a
+// frame the client cannot decode: the call fails at once with
+// INVALID_PAYLOAD, and the connection serves the next call.
+func TestClientFailsCallOnUndecodableReply(t *testing.T) {
+	t.Parallel()
+	srv := newScriptedServer(t, func(c *scriptedConn) {
+		c.answer(typeHistory, `{"v":1,"type":"history","id":"","messages":{"not":"a list"},"hasMore":false}`)
+		c.answer(typeHistory, `{"v":1,"type":"history","id":"","messages":[`+scriptMessage(1, `"ok"`)+`],"hasMore":false}`)
+		c.wait()
+	})
+	client, err := NewClient(srv.ts.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	conn, err := client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: "bob"})
+	if err != nil {
+		t.Fatalf("Connect() = %v", err)
+	}
+	defer conn.Close()
+	if _, err := conn.History(ctx, pubsub.HistoryRequest{Topic: "chat"}); !errors.Is(err, pubsub.ErrInvalidPayload) {
+		t.Errorf("History() answered with an undecodable frame = %v, want INVALID_PAYLOAD", err)
+	}
+	p, err := conn.History(ctx, pubsub.HistoryRequest{Topic: "chat"})
+	if err != nil || len(p.Messages) != 1 || string(p.Messages[0].Payload) != `"ok"` {
+		t.Errorf("History() after it = %+v, %v; want the page on the same connection", p, err)
+	}
+	if srv.connections() != 1 {
+		t.Errorf("%d connections, want 1", srv.connections())
+	}
+}
