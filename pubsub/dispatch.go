@@ -38,6 +38,8 @@ func (r *Room) run(conn Conn) {
 			r.deliver(m, false)
 		case <-r.wake:
 			r.release()
+		case err := <-r.reports:
+			r.report(err)
 		case <-conn.Done():
 			// Hand out what arrived before the loss, then reconnect.
 			for drained := false; !drained; {
@@ -81,6 +83,13 @@ func (r *Room) deliver(m *Message, fromHistory bool) {
 			e.wt.lastSeen = m.ID
 		}
 		subs = e.subs
+	}
+	if m.Err != nil {
+		// Past it, as if delivered (lastSeen and the gap-fill mark moved on),
+		// but to no handler.
+		r.stats.undecodable.Add(1)
+		r.report(undecodable(m))
+		return
 	}
 	for _, e := range idx.patterns {
 		if e.wt.pattern.Match(m.Topic) {
@@ -292,7 +301,9 @@ func (r *Room) gapFill(ctx context.Context, conn Conn) {
 		if m.From == r.id {
 			continue
 		}
-		r.stats.gapFilled.Add(1)
+		if m.Err == nil {
+			r.stats.gapFilled.Add(1)
+		}
 		r.deliver(m, true)
 	}
 }

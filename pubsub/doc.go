@@ -18,9 +18,11 @@
 // A topic is 1 to 128 characters from [a-zA-Z0-9_-:.], case-sensitive, with no
 // reserved names (see package topic, which also defines the patterns that
 // Subscribe accepts, like "user:*"). A payload is any value encoding/json can
-// encode, at most 32 KiB (32768 bytes) once encoded; a json.RawMessage is sent
-// as it is. The Room checks both before anything leaves the process, and the
-// hub checks them again.
+// encode, at most 32 KiB (32768 bytes) once encoded, whose arrays and objects
+// nest at most 64 levels ([MaxPayloadDepth]); a json.RawMessage is sent as it
+// is. The Room checks both before anything leaves the process, and the hub
+// checks them again. The depth limit leaves room for the envelopes a message
+// travels in, so that whatever the hub accepts, every client can decode.
 //
 // # Delivery
 //
@@ -55,13 +57,14 @@
 //	code                    origin    cause                                   retriable
 //	INVALID_TOPIC_NAME      Room/hub  the topic breaks the naming rules       no
 //	PAYLOAD_TOO_LARGE       Room/hub  payload over 32 KiB once encoded        no
-//	INVALID_PAYLOAD         Room/hub  not JSON-encodable / not valid JSON     no
+//	INVALID_PAYLOAD         Room/hub  not JSON-encodable / not valid JSON /   no
+//	                                  nested more than 64 levels
 //	NOT_CONNECTED           Room      the Room has left (or was refused)      no
 //	RATE_LIMIT_EXCEEDED     hub       the topic's publish rate cap            yes
 //	PERMISSION_DENIED       hub       the authorization hook said no          no
 //	NETWORK_ERROR           Room/hub  the connection failed; retried first    yes
 //	INVALID_LIMIT           Room/hub  history limit <= 0 or > 50              no
-//	INVALID_HISTORY_OPTS    Room/hub  both Before and After                   no
+//	INVALID_HISTORY_OPTS    Room/hub  both Before and After, or an id of 0    no
 //	UNAUTHENTICATED         hub       credentials missing, wrong or expired   no
 //	TOO_MANY_SUBSCRIPTIONS  hub       the connection's subscription cap       no
 //	SLOW_CONSUMER           hub       a connection fell too far behind        yes

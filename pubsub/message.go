@@ -36,6 +36,20 @@ func ParseID(s string) (ID, error) {
 // MaxPayloadBytes is the largest payload, in bytes of encoded JSON.
 const MaxPayloadBytes = 32 << 10
 
+// MaxPayloadDepth is how deeply a payload's arrays and objects may nest: a
+// number or a string has depth 0, {"text":"hi"} depth 1, [{"a":[]}] depth 3.
+// Publishes that nest deeper fail with INVALID_PAYLOAD, in the Room, in the
+// hub and at every route of transport/network, before anything is stored.
+// Metadata is one flat object of strings, so it never nests.
+//
+// 64 is the default limit of .NET's System.Text.Json and Json.NET, and more
+// than documents written for people need. The envelopes a message travels
+// in add at most 4 levels (the answer of the HTTP history route), so
+// whatever the hub accepts stays far below the limits of the decoders on the
+// other side: encoding/json's 10000 levels, JSON.parse in browsers and Node,
+// and recursive decoders in handlers.
+const MaxPayloadDepth = 64
+
 // Message is a message as the hub confirmed it: what Publish returns, what
 // subscribers receive and what history holds.
 //
@@ -52,6 +66,16 @@ type Message struct {
 	// Persisted is false for a message published with Persist(false): it was
 	// delivered live and is not in history.
 	Persisted bool `json:"persisted"`
+
+	// Err is set only by a transport, on a message it received but could
+	// not decode (from a hub that does not hold its messages to the rules
+	// of this package, such as MaxPayloadDepth): an *Error with code
+	// INVALID_PAYLOAD, and only the fields that could be read are set,
+	// usually ID and Topic. A Room never hands such a message to a handler
+	// or returns it from GetHistory: it counts it in RoomStats.Undecodable,
+	// reports it to JoinOptions.OnError, and goes on past it, so that gap
+	// fill never fetches it again.
+	Err error `json:"-"`
 }
 
 // HistoryPage is one page of a topic's history, oldest message first. HasMore

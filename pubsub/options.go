@@ -41,7 +41,9 @@ type JoinOptions struct {
 
 	// OnError receives errors that no call can return: a topic that could
 	// not be subscribed again after a reconnect, a gap fill that failed, a
-	// payload a typed handler could not decode. It runs on the Room's
+	// payload a typed handler could not decode, a message the transport
+	// received but could not decode (INVALID_PAYLOAD; see Message.Err),
+	// live, in a gap fill or in a GetHistory page. It runs on the Room's
 	// goroutine and must not block. Nil means such errors are dropped.
 	OnError func(error)
 
@@ -130,24 +132,29 @@ func RateLimit(perSecond float64) SubscribeOption {
 // HistoryOption modifies one GetHistory call.
 type HistoryOption func(*historyConfig)
 
+// historyConfig is a GetHistory call's options, with which of them were
+// given: an option given with a zero value is an error, not the default.
 type historyConfig struct {
-	req      HistoryRequest
-	limitSet bool
+	req                           HistoryRequest
+	limitSet, beforeSet, afterSet bool
 }
 
-// Limit sets the page size, 1 to 50. Without it a page holds 25 messages.
+// Limit sets the page size, 1 to 50; anything else fails with INVALID_LIMIT.
+// Without it a page holds 25 messages.
 func Limit(n int) HistoryOption {
 	return func(c *historyConfig) { c.req.Limit, c.limitSet = n, true }
 }
 
-// Before asks for the page of messages just older than id (scrolling up).
+// Before asks for the page of messages just older than id (scrolling up). id
+// must be a message id: zero fails with INVALID_HISTORY_OPTS.
 func Before(id ID) HistoryOption {
-	return func(c *historyConfig) { c.req.Before = id }
+	return func(c *historyConfig) { c.req.Before, c.beforeSet = id, true }
 }
 
-// After asks for the page of messages just newer than id (catching up).
+// After asks for the page of messages just newer than id (catching up). id
+// must be a message id: zero fails with INVALID_HISTORY_OPTS.
 func After(id ID) HistoryOption {
-	return func(c *historyConfig) { c.req.After = id }
+	return func(c *historyConfig) { c.req.After, c.afterSet = id, true }
 }
 
 // From keeps only messages from these senders; the hub filters before paging,

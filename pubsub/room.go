@@ -47,6 +47,7 @@ type Room struct {
 	inHandler atomic.Bool
 	left      atomic.Bool   // set by Leave, before leave is closed
 	wake      chan struct{} // rate-cap timer fired
+	reports   chan error    // for OnError, from goroutines other than the Room's
 	timer     Timer
 
 	// Owned by the Room's goroutine.
@@ -125,6 +126,7 @@ func Join(ctx context.Context, t Transport, room string, opts *JoinOptions) (*Ro
 		leave:     make(chan struct{}),
 		done:      make(chan struct{}),
 		wake:      make(chan struct{}, 1),
+		reports:   make(chan error, 16),
 		holding:   make(map[*Subscription]struct{}),
 		fill:      make(map[string]ID),
 	}
@@ -146,8 +148,9 @@ func (r *Room) ClientID() string { return r.id }
 // Room's own subscriptions do not receive it (no self-echo).
 //
 // The payload is encoded with encoding/json; a json.RawMessage is used as it
-// is once checked. Invalid topics and payloads fail here, without a round
-// trip, with INVALID_TOPIC_NAME, PAYLOAD_TOO_LARGE or INVALID_PAYLOAD. A
+// is once checked. Invalid topics and payloads (including those nested more
+// than MaxPayloadDepth levels) fail here, without a round trip, with
+// INVALID_TOPIC_NAME, PAYLOAD_TOO_LARGE or INVALID_PAYLOAD. A
 // publish that fails with NETWORK_ERROR is retried (JoinOptions.Retries) with
 // one idempotency key, so the hub publishes it at most once.
 func (r *Room) Publish(ctx context.Context, topicName string, payload any, opts ...PublishOption) (Message, error) {
@@ -198,8 +201,9 @@ func encodePayload(payload any) ([]byte, error) {
 	if err != nil {
 		return nil, &Error{Code: CodeInvalidPayload, Message: err.Error(), Err: err}
 	}
-	if len(p) > MaxPayloadBytes {
-		return nil, Errorf(CodePayloadTooLarge, "payload is %d bytes, more than %d", len(p), MaxPayloadBytes)
+	// Valid JSON, but perhaps too large or nested too deeply.
+	if err := CheckPayload(p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -214,6 +218,11 @@ func (r *Room) nextKey() string {
 // no options it is the newest page; Before and After page in their direction,
 // and HasMore says whether more messages lie beyond the page in that
 // direction. An unused topic has an empty page, not an error.
+//
+// A message the transport could not decode (see Message.Err) is left out of
+// the page, counted and reported to JoinOptions.OnError; when a page held
+// nothing else, GetHistory goes on to the next page in the same direction, so
+// that paging from the page's first or last message never gets stuck.
 func (r *Room) GetHistory(ctx context.Context, topicName string, opts ...HistoryOption) (HistoryPage, error) {
 	var c historyConfig
 	for _, o := range opts {
@@ -223,8 +232,16 @@ func (r *Room) GetHistory(ctx context.Context, topicName string, opts ...History
 	if err := CheckTopic(topicName); err != nil {
 		return HistoryPage{}, err
 	}
+	// Given means given: a limit or an anchor of zero is an error, as over
+	// WebSocket and HTTP, not the default.
 	if c.limitSet && c.req.Limit <= 0 {
 		return HistoryPage{}, Errorf(CodeInvalidLimit, "limit %d is outside 1 to %d", c.req.Limit, MaxHistoryLimit)
+	}
+	if c.beforeSet && c.req.Before == 0 {
+		return HistoryPage{}, Errorf(CodeInvalidHistoryOpts, `before: invalid message id "0"`)
+	}
+	if c.afterSet && c.req.After == 0 {
+		return HistoryPage{}, Errorf(CodeInvalidHistoryOpts, `after: invalid message id "0"`)
 	}
 	if err := CheckHistory(&c.req); err != nil {
 		return HistoryPage{}, err
@@ -233,15 +250,82 @@ func (r *Room) GetHistory(ctx context.Context, topicName string, opts ...History
 		c.req.Limit = DefaultHistoryLimit
 	}
 	var page HistoryPage
-	err := r.retry(ctx, func(conn Conn) error {
-		var err error
-		page, err = conn.History(ctx, c.req)
-		return err
-	})
+	for {
+		err := r.retry(ctx, func(conn Conn) error {
+			var err error
+			page, err = conn.History(ctx, c.req)
+			return err
+		})
+		if err != nil {
+			return HistoryPage{Messages: []Message{}}, err
+		}
+		var oldest, newest ID
+		page.Messages, oldest, newest = r.dropUndecodable(page.Messages)
+		if len(page.Messages) > 0 || !page.HasMore || oldest == 0 {
+			break
+		}
+		// Nothing but undecodable messages, and more beyond them.
+		if c.req.After != 0 {
+			if newest <= c.req.After {
+				break
+			}
+			c.req.After = newest
+		} else {
+			if c.req.Before != 0 && oldest >= c.req.Before {
+				break
+			}
+			c.req.Before = oldest
+		}
+	}
 	if page.Messages == nil {
 		page.Messages = []Message{}
 	}
-	return page, err
+	return page, nil
+}
+
+// dropUndecodable returns ms without the messages the transport could not
+// decode, which it counts and reports, and the oldest and newest ids of
+// those (zero when there were none).
+func (r *Room) dropUndecodable(ms []Message) (kept []Message, oldest, newest ID) {
+	for i := range ms {
+		if ms[i].Err == nil {
+			if kept != nil {
+				kept = append(kept, ms[i])
+			}
+			continue
+		}
+		if kept == nil {
+			kept = append(make([]Message, 0, len(ms)-1), ms[:i]...)
+		}
+		r.stats.undecodable.Add(1)
+		if r.opts.OnError != nil {
+			// OnError runs on the Room's goroutine.
+			select {
+			case r.reports <- undecodable(&ms[i]):
+			default: // OnError is behind; the count still has it
+			}
+		}
+		if id := ms[i].ID; id != 0 {
+			if oldest == 0 || id < oldest {
+				oldest = id
+			}
+			newest = max(newest, id)
+		}
+	}
+	if kept == nil {
+		return ms, 0, 0
+	}
+	return kept, oldest, newest
+}
+
+// undecodable is the error OnError receives for a message the transport
+// could not decode.
+func undecodable(m *Message) error {
+	var perr *Error
+	if errors.As(m.Err, &perr) {
+		return perr
+	}
+	return &Error{Code: CodeInvalidPayload, Message: "message " + m.ID.String() + " on " + strconv.Quote(m.Topic) + " could not be decoded: " + m.Err.Error(), Err: m.Err}
 }
 
 // retry runs op on the live connection, trying again after NETWORK_ERROR (or
@@ -387,12 +471,13 @@ func (r *Room) Err() error {
 // Stats returns the Room's counters.
 func (r *Room) Stats() RoomStats {
 	return RoomStats{
-		Published:  r.stats.published.Load(),
-		Delivered:  r.stats.delivered.Load(),
-		CapDropped: r.stats.capDropped.Load(),
-		Reconnects: r.stats.reconnects.Load(),
-		Retries:    r.stats.retries.Load(),
-		GapFilled:  r.stats.gapFilled.Load(),
+		Published:   r.stats.published.Load(),
+		Delivered:   r.stats.delivered.Load(),
+		CapDropped:  r.stats.capDropped.Load(),
+		Reconnects:  r.stats.reconnects.Load(),
+		Retries:     r.stats.retries.Load(),
+		GapFilled:   r.stats.gapFilled.Load(),
+		Undecodable: r.stats.undecodable.Load(),
 	}
 }
 
@@ -404,8 +489,12 @@ type RoomStats struct {
 	Reconnects uint64 // connections re-established after a loss (and, with GapFill, the gap filled)
 	Retries    uint64 // publish and history attempts repeated after NETWORK_ERROR
 	GapFilled  uint64 // messages handed to handlers from history after a reconnect
+	// Undecodable counts messages (live, from gap fill or in GetHistory
+	// pages) and frames the transport received but could not decode; each
+	// was reported to OnError and skipped (see Message.Err).
+	Undecodable uint64
 }
 
 type roomStats struct {
-	published, delivered, capDropped, reconnects, retries, gapFilled atomic.Uint64
+	published, delivered, capDropped, reconnects, retries, gapFilled, undecodable atomic.Uint64
 }

@@ -36,7 +36,10 @@ type ConnectRequest struct {
 // Messages, in the order it confirmed them, except messages this Conn
 // published itself (no self-echo) and messages addressed with To to other
 // clients. A Conn never blocks the hub: when its queue is full the hub drops
-// the Conn and Err reports SLOW_CONSUMER.
+// the Conn and Err reports SLOW_CONSUMER. A Conn that receives a message, or
+// a frame of messages, it cannot decode delivers it (or returns it in a
+// HistoryPage) with Message.Err set and carries on: one bad message must not
+// cost the connection.
 //
 // All methods are safe for concurrent use. Methods called after the Conn is
 // done return an *Error with code NETWORK_ERROR (when it was lost) or

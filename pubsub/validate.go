@@ -50,12 +50,19 @@ func CheckClientID(id string) error {
 }
 
 // CheckPayload validates an encoded payload: valid JSON, in UTF-8, of at
-// most MaxPayloadBytes.
+// most MaxPayloadBytes, nested at most MaxPayloadDepth levels.
 func CheckPayload(p []byte) error {
 	if len(p) > MaxPayloadBytes {
 		return Errorf(CodePayloadTooLarge, "payload is %d bytes, more than %d", len(p), MaxPayloadBytes)
 	}
-	if len(p) == 0 || !jsonvalid.Valid(p) {
+	if len(p) == 0 {
+		return Errorf(CodeInvalidPayload, "payload is not valid JSON")
+	}
+	switch jsonvalid.Check(p, MaxPayloadDepth) {
+	case nil:
+	case jsonvalid.ErrTooDeep:
+		return Errorf(CodeInvalidPayload, "payload nests arrays and objects more than %d levels deep", MaxPayloadDepth)
+	default:
 		return Errorf(CodeInvalidPayload, "payload is not valid JSON")
 	}
 	if !utf8.Valid(p) {

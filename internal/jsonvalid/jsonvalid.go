@@ -1,29 +1,58 @@
-// Package jsonvalid reports whether bytes are one valid JSON value, as
-// encoding/json.Valid does, several times faster: every publish is checked
-// on both sides of a transport, so the check is on the hot path.
+// Package jsonvalid checks that bytes are one valid JSON value nested no
+// deeper than a limit. It accepts what encoding/json.Valid accepts, several
+// times faster: every publish is checked on both sides of a transport, so the
+// check is on the hot path.
 //
-// It accepts exactly what encoding/json.Valid accepts (the fuzz test holds it
-// to that), including strings with invalid UTF-8, which encoding/json
-// replaces when decoding, and nesting up to 10000 levels.
+// [Check] with a depth of [StdDepth] accepts exactly what encoding/json.Valid
+// accepts (the fuzz test holds it to that), including strings with invalid
+// UTF-8, which encoding/json replaces when decoding. With a smaller depth it
+// also refuses values whose arrays and objects nest deeper: package pubsub
+// checks payloads with pubsub.MaxPayloadDepth, so that a payload wrapped in
+// any of Plaza's envelopes stays far below the limit of every decoder.
+//
+// The parser recurses once per level of nesting, so the depth also bounds its
+// stack.
 package jsonvalid
 
-const maxDepth = 10000
+import "errors"
 
-// Valid reports whether b is exactly one JSON value, with optional white
-// space around it.
-func Valid(b []byte) bool {
-	p := parser{b: b}
+// StdDepth is encoding/json's limit on nesting: with it, Check accepts what
+// json.Valid accepts.
+const StdDepth = 10000
+
+// The errors Check returns.
+var (
+	ErrSyntax  = errors.New("jsonvalid: not one valid JSON value")
+	ErrTooDeep = errors.New("jsonvalid: arrays and objects nested too deeply")
+)
+
+// Check returns nil if b is exactly one JSON value, with optional white space
+// around it, whose arrays and objects nest at most maxDepth levels: a scalar
+// has depth 0, [] and {} depth 1, [{"a":[]}] depth 3. It returns ErrTooDeep
+// when b nests deeper than maxDepth before any syntax error, and ErrSyntax
+// when b is not valid JSON otherwise.
+func Check(b []byte, maxDepth int) error {
+	p := parser{b: b, max: maxDepth}
 	p.ws()
-	if !p.value(0) {
-		return false
+	ok := p.value(0)
+	switch {
+	case p.deep:
+		return ErrTooDeep
+	case !ok:
+		return ErrSyntax
 	}
 	p.ws()
-	return p.i == len(b)
+	if p.i != len(b) {
+		return ErrSyntax
+	}
+	return nil
 }
 
 type parser struct {
-	b []byte
-	i int
+	b    []byte
+	i    int
+	max  int  // deepest nesting allowed
+	deep bool // set when the value nests deeper than max
 }
 
 func (p *parser) ws() {
@@ -69,7 +98,8 @@ func (p *parser) lit(s string) bool {
 }
 
 func (p *parser) object(depth int) bool {
-	if depth > maxDepth {
+	if depth > p.max {
+		p.deep = true
 		return false
 	}
 	p.i++ // {
@@ -109,7 +139,8 @@ func (p *parser) object(depth int) bool {
 }
 
 func (p *parser) array(depth int) bool {
-	if depth > maxDepth {
+	if depth > p.max {
+		p.deep = true
 		return false
 	}
 	p.i++ // [

@@ -301,11 +301,17 @@ func (cc *clientConn) read() {
 		if typ != websocket.MessageText {
 			continue
 		}
-		var f serverFrame
-		if err := json.Unmarshal(data, &f); err != nil {
-			cc.end(pubsub.Errorf(pubsub.CodeInternal, "network: malformed frame from server: %v", err), false)
-			_ = cc.ws.CloseNow()
-			return
+		// A frame or a message the client cannot decode costs only itself:
+		// a message comes with Err set, for the Room to report and skip; a
+		// frame fails the call it answers or, when it answers none, is
+		// delivered as a message with Err set.
+		f, err := decodeServerFrame(data)
+		if err != nil {
+			perr := pubsub.Errorf(pubsub.CodeInvalidPayload, "network: cannot decode a frame from the server: %v", err)
+			if f.ID != "" && cc.answer(&serverFrame{Type: typeError, ID: f.ID, Error: &wireError{Code: perr.Code, Message: perr.Message}}) {
+				continue
+			}
+			f = serverFrame{Type: typeMessages, Messages: []pubsub.Message{{Err: perr}}}
 		}
 		switch {
 		case f.Type == typeMessages:
@@ -319,19 +325,26 @@ func (cc *clientConn) read() {
 				}
 			}
 		case f.ID != "":
-			cc.mu.Lock()
-			ch := cc.pending[f.ID]
-			delete(cc.pending, f.ID)
-			cc.mu.Unlock()
-			if ch != nil {
-				ch <- &f
-			}
+			cc.answer(&f)
 		case f.Type == typeError && f.Error != nil:
 			cc.mu.Lock()
 			cc.lastErr = f.Error.err()
 			cc.mu.Unlock()
 		}
 	}
+}
+
+// answer hands f to the call waiting for the reply with f's id, and reports
+// whether there was one.
+func (cc *clientConn) answer(f *serverFrame) bool {
+	cc.mu.Lock()
+	ch := cc.pending[f.ID]
+	delete(cc.pending, f.ID)
+	cc.mu.Unlock()
+	if ch != nil {
+		ch <- f
+	}
+	return ch != nil
 }
 
 // lost ends the Conn after its WebSocket failed or closed.
@@ -474,6 +487,11 @@ func (cc *clientConn) Publish(ctx context.Context, req pubsub.PublishRequest) (p
 	}
 	if f.Message == nil {
 		return pubsub.Message{}, pubsub.Errorf(pubsub.CodeInternal, "network: publish reply without a message")
+	}
+	if f.Message.Err != nil {
+		// Published, but the confirmation does not decode: only a server
+		// that breaks the protocol sends one.
+		return pubsub.Message{}, f.Message.Err
 	}
 	return *f.Message, nil
 }

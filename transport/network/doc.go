@@ -74,8 +74,10 @@
 //
 // History: before or after (a message id), limit (1 to 50, default 25) and
 // from (a sender; repeat it for more), as in Room.GetHistory, with its error
-// codes; the page is oldest first, and hasMore says whether more lie beyond
-// it in the direction asked.
+// codes and its rule: a parameter left out (or empty) takes its default, one
+// given must be valid, so limit=0 is INVALID_LIMIT and before=0
+// INVALID_HISTORY_OPTS, as in a history frame. The page is oldest first, and
+// hasMore says whether more lie beyond it in the direction asked.
 //
 //	curl "http://127.0.0.1:8080/lobby/pubsub/alerts/history?limit=2&before=1904829283928846336" \
 //	     -H "Authorization: Bearer sk-dev"
@@ -220,8 +222,10 @@
 //
 // History: one page, oldest message first; at most one of "before" and
 // "after"; "limit" 1 to 50 (default 25); "from" keeps only those senders.
-// "hasMore" says whether more messages lie beyond the page in the direction
-// asked.
+// A member left out (or null) takes its default; one given must be valid:
+// "limit": 0 fails with INVALID_LIMIT and "before": "0" with
+// INVALID_HISTORY_OPTS, as over HTTP. "hasMore" says whether more messages
+// lie beyond the page in the direction asked.
 //
 //	→ {"v":1,"type":"history","id":"4","topic":"chat","before":"1904829283928846336","limit":2,"from":["alice"]}
 //	← {"v":1,"type":"history","id":"4","messages":[{"id":"1904829270000000000","topic":"chat","from":"alice","payload":"older","timestamp":"2026-03-15T11:59:57Z","persisted":true}],"hasMore":false}
@@ -259,7 +263,20 @@
 // [CloseTooBig] (1009); a binary frame with [CloseUnsupportedData] (1003);
 // frames faster than [Options.MaxFrameRate] with [ClosePolicyViolation]
 // (1008). Malformed JSON, unknown types, bad ids and invalid fields only get an
-// error frame. The server holds at most [Options.MaxConnections] WebSockets
+// error frame.
+//
+// A payload is at most 32 KiB and nests arrays and objects at most 64 levels
+// ([pubsub.MaxPayloadDepth]); a deeper one fails with INVALID_PAYLOAD, over
+// WebSocket and HTTP alike (400), and is stored nowhere. Every frame, event
+// and answer wraps a payload in at most 4 more levels (the HTTP history
+// answer; an event's data adds 1, a "messages" or "history" frame 3), so
+// whatever the server accepts, encoding/json, JSON.parse and any client can
+// decode. The Go client does not count on it: a message it cannot decode
+// (from a server that breaks these rules, or history stored before them)
+// costs only itself. The Room counts it in RoomStats.Undecodable, reports it
+// to JoinOptions.OnError as INVALID_PAYLOAD and skips it, live, in a gap
+// fill or in a history page; the connection stays, and gap fill goes on from
+// past it. A reply it cannot decode fails its call with INVALID_PAYLOAD. The server holds at most [Options.MaxConnections] WebSockets
 // and event streams together; beyond that a new one gets HTTP 503 with
 // Retry-After before any upgrade. A connection holds at most [Options.MaxSubscriptions]
 // subscriptions (TOO_MANY_SUBSCRIPTIONS). Browsers from origins other than the

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/plazahq/plaza/internal/jsonvalid"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -98,6 +99,9 @@ func decodeRequest(data []byte) (request, *pubsub.Error) {
 		if errors.As(err, &te) {
 			return request{}, pubsub.Errorf(pubsub.CodeInvalidRequest, "a frame must be a JSON object, not %s", te.Value)
 		}
+		if perr := tooDeep("frame", data); perr != nil {
+			return request{}, perr
+		}
 		return request{}, pubsub.Errorf(pubsub.CodeInvalidRequest, "malformed JSON frame: %s", jsonProblem(err))
 	}
 	var req request
@@ -156,6 +160,9 @@ func decodeRequest(data []byte) (request, *pubsub.Error) {
 			field(w.Limit, &req.Limit, pubsub.CodeInvalidLimit, "limit"),
 			field(w.From, &req.From, pubsub.CodeInvalidRequest, "from"),
 		)
+		if err == nil && present(w.Limit) {
+			err = checkLimit(int64(req.Limit))
+		}
 		if err == nil {
 			req.Before, err = parseAnchor("before", w.Before)
 		}
@@ -219,8 +226,14 @@ func parseRequestID(raw json.RawMessage) (string, bool) {
 	return string(raw[1 : n-1]), true
 }
 
-// parseAnchor parses a history anchor: absent, or a message id as a decimal
-// string.
+// History options follow one rule on every route, as in Room.GetHistory:
+// an option left out (absent or null in a frame, absent or empty in a query)
+// takes its default; one that is given must be valid, zero included. So a
+// limit is 1 to pubsub.MaxHistoryLimit (else INVALID_LIMIT) and an anchor a
+// message id other than "0" (else INVALID_HISTORY_OPTS).
+
+// parseAnchor parses a history anchor of a frame: absent, or a message id as
+// a decimal string.
 func parseAnchor(field string, raw json.RawMessage) (pubsub.ID, *pubsub.Error) {
 	if !present(raw) {
 		return 0, nil
@@ -229,11 +242,36 @@ func parseAnchor(field string, raw json.RawMessage) (pubsub.ID, *pubsub.Error) {
 	if json.Unmarshal(raw, &s) != nil {
 		return 0, pubsub.Errorf(pubsub.CodeInvalidHistoryOpts, "%s must be a message id as a decimal string", field)
 	}
+	return anchorID(field, s)
+}
+
+// anchorID parses the message id given as a history anchor.
+func anchorID(field, s string) (pubsub.ID, *pubsub.Error) {
 	id, err := pubsub.ParseID(s)
-	if err != nil {
+	if err != nil || id == 0 {
 		return 0, pubsub.Errorf(pubsub.CodeInvalidHistoryOpts, "%s: invalid message id %q", field, clip(s, 24))
 	}
 	return id, nil
+}
+
+// checkLimit checks a history limit that was given.
+func checkLimit(n int64) *pubsub.Error {
+	if n < 1 || n > pubsub.MaxHistoryLimit {
+		return pubsub.Errorf(pubsub.CodeInvalidLimit, "limit %d is outside 1 to %d", n, pubsub.MaxHistoryLimit)
+	}
+	return nil
+}
+
+// tooDeep returns an INVALID_PAYLOAD error if data, which encoding/json
+// refused, nests deeper than encoding/json allows, and nil otherwise. Only a
+// payload may nest that deep (every other member is flat), so such a frame or
+// body fails as its payload would have, had it arrived whole; shallower
+// payloads fail later, in pubsub.CheckPublish.
+func tooDeep(what string, data []byte) *pubsub.Error {
+	if jsonvalid.Check(data, jsonvalid.StdDepth) != jsonvalid.ErrTooDeep {
+		return nil
+	}
+	return pubsub.Errorf(pubsub.CodeInvalidPayload, "%s nests arrays and objects more than %d levels deep; a payload may nest at most %d", what, jsonvalid.StdDepth, pubsub.MaxPayloadDepth)
 }
 
 // jsonProblem shortens a JSON syntax error for an error frame.

@@ -177,6 +177,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"type":"publish","topic":"chat","payload":"\ud800","metadata":{"k":1}}`,
 		"{\"type\":\"ping\",\"id\":\"\xff\"}",
 		`{"TYPE":"PING","Id":"1"}`,
+		`{"type":"publish","id":"6","topic":"chat","payload":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`,
 	} {
 		f.Add([]byte(s))
 	}

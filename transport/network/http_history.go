@@ -12,8 +12,8 @@ import (
 // parseHistoryQuery reads the query parameters of GET …/history: before and
 // after (message ids, at most one of them), limit (1 to 50, default 25) and
 // from (a sender; repeat it for several). Bad values fail with the codes of
-// the Go API: INVALID_HISTORY_OPTS for the anchors, INVALID_LIMIT for the
-// limit.
+// the Go API and of history frames (see checkLimit): INVALID_HISTORY_OPTS for
+// the anchors, INVALID_LIMIT for the limit.
 func parseHistoryQuery(topicName string, q url.Values) (pubsub.HistoryRequest, *pubsub.Error) {
 	req := pubsub.HistoryRequest{Topic: topicName, From: q["from"]}
 	for _, a := range []struct {
@@ -24,9 +24,9 @@ func parseHistoryQuery(topicName string, q url.Values) (pubsub.HistoryRequest, *
 		if v == "" {
 			continue
 		}
-		id, err := pubsub.ParseID(v)
-		if err != nil || id == 0 {
-			return req, pubsub.Errorf(pubsub.CodeInvalidHistoryOpts, "%s: invalid message id %q", a.name, clip(v, 24))
+		id, perr := anchorID(a.name, v)
+		if perr != nil {
+			return req, perr
 		}
 		*a.dst = id
 	}
@@ -34,8 +34,10 @@ func parseHistoryQuery(topicName string, q url.Values) (pubsub.HistoryRequest, *
 	if perr != nil {
 		return req, perr
 	}
-	if n < 1 && q.Get("limit") != "" || n > pubsub.MaxHistoryLimit {
-		return req, pubsub.Errorf(pubsub.CodeInvalidLimit, "limit %d is outside 1 to %d", n, pubsub.MaxHistoryLimit)
+	if q.Get("limit") != "" {
+		if perr := checkLimit(n); perr != nil {
+			return req, perr
+		}
 	}
 	req.Limit = int(n)
 	if err := pubsub.CheckHistory(&req); err != nil {

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"testing"
+
+	"github.com/coder/websocket"
 
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
@@ -128,4 +131,89 @@ func FuzzParseHistoryQuery(f *testing.F) {
 			t.Fatalf("parseHistoryQuery(%q) accepted %+v, which CheckHistory refuses: %v", raw, req, err)
 		}
 	})
+}
+
+// TestHistoryOptionsAgree sends the same history options as a WebSocket
+// frame and as an HTTP query: both routes follow the rule of Room.GetHistory
+// (absent means the default, a given zero is an error) and answer alike.
+func TestHistoryOptionsAgree(t *testing.T) {
+	t.Parallel()
+	f := newKeyFixture(t, memory.Options{}, Options{})
+	ctx := ctxT(t)
+	hc, err := f.hub.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	var ids []pubsub.ID
+	for i := range 30 {
+		m, err := hc.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(strconv.Itoa(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	mid := ids[10].String()
+	ws := dialRaw(t, f.wsURL("lobby"), &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + lobbySub}}})
+	ws.expect(typeWelcome, "")
+
+	tests := []struct {
+		name   string
+		frame  string // members of the history frame
+		query  string
+		code   pubsub.Code // "" for success
+		length int         // of the page, on success
+	}{
+		{"nothing given", ``, ``, "", pubsub.DefaultHistoryLimit},
+		{"null and empty are not given", `,"limit":null,"before":null`, `limit=&before=`, "", pubsub.DefaultHistoryLimit},
+		{"limit 1", `,"limit":1`, `limit=1`, "", 1},
+		{"limit 50", `,"limit":50`, `limit=50`, "", 30},
+		{"limit 0", `,"limit":0`, `limit=0`, pubsub.CodeInvalidLimit, 0},
+		{"limit -1", `,"limit":-1`, `limit=-1`, pubsub.CodeInvalidLimit, 0},
+		{"limit 51", `,"limit":51`, `limit=51`, pubsub.CodeInvalidLimit, 0},
+		{"limit fractional", `,"limit":2.5`, `limit=2.5`, pubsub.CodeInvalidLimit, 0},
+		{"limit not a number", `,"limit":"ten"`, `limit=ten`, pubsub.CodeInvalidLimit, 0},
+		{"limit beyond int64", `,"limit":99999999999999999999`, `limit=99999999999999999999`, pubsub.CodeInvalidLimit, 0},
+		{"before", `,"before":"` + mid + `"`, `before=` + mid, "", 10},
+		{"after", `,"after":"` + mid + `"`, `after=` + mid, "", 19},
+		{"before 0", `,"before":"0"`, `before=0`, pubsub.CodeInvalidHistoryOpts, 0},
+		{"after 0", `,"after":"0"`, `after=0`, pubsub.CodeInvalidHistoryOpts, 0},
+		{"after 0 padded", `,"after":"000"`, `after=000`, pubsub.CodeInvalidHistoryOpts, 0},
+		{"before negative", `,"before":"-5"`, `before=-5`, pubsub.CodeInvalidHistoryOpts, 0},
+		{"before not digits", `,"before":"x"`, `before=x`, pubsub.CodeInvalidHistoryOpts, 0},
+		{"before of 20 digits", `,"before":"12345678901234567890"`, `before=12345678901234567890`, pubsub.CodeInvalidHistoryOpts, 0},
+		{"before and after", `,"before":"` + mid + `","after":"5"`, `before=` + mid + `&after=5`, pubsub.CodeInvalidHistoryOpts, 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ws := &rawConn{tb: t, ws: ws.ws}
+			id := strconv.Itoa(i + 1)
+			ws.send(`{"type":"history","id":"` + id + `","topic":"chat"` + tt.frame + `}`)
+			fr := ws.next()
+			var wsCode pubsub.Code
+			if fr.Error != nil {
+				wsCode = fr.Error.Code
+			}
+			r := f.do(t, http.MethodGet, "/lobby/pubsub/chat/history?"+tt.query, lobbySub, "", "")
+			var httpCode pubsub.Code
+			var page pubsub.HistoryPage
+			if r.env.Error != nil {
+				httpCode = r.env.Error.Code
+			} else if err := json.Unmarshal(r.env.Data, &page); err != nil {
+				t.Fatalf("GET history?%s answered %s: %v", tt.query, r.raw, err)
+			}
+			if fr.ID != id || wsCode != tt.code || httpCode != tt.code {
+				t.Fatalf("history %s: WebSocket answered %q (id %q), HTTP %q (%d); want %q from both", tt.name, wsCode, fr.ID, httpCode, r.status, tt.code)
+			}
+			if tt.code != "" {
+				if r.status != http.StatusBadRequest {
+					t.Errorf("GET history?%s = %d, want 400", tt.query, r.status)
+				}
+				return
+			}
+			if len(fr.Messages) != tt.length || len(page.Messages) != tt.length {
+				t.Errorf("history %s: pages of %d (WebSocket) and %d (HTTP) messages, want %d", tt.name, len(fr.Messages), len(page.Messages), tt.length)
+			}
+		})
+	}
 }

@@ -54,6 +54,9 @@ func decodePublishBody(contentType string, body []byte) (publishBody, *pubsub.Er
 		if errors.As(err, &te) {
 			return p, pubsub.Errorf(pubsub.CodeInvalidRequest, `the body must be a JSON object {"message": …}, not %s`, te.Value)
 		}
+		if perr := tooDeep("body", body); perr != nil {
+			return p, perr
+		}
 		return p, pubsub.Errorf(pubsub.CodeInvalidRequest, "malformed JSON body: %s", jsonProblem(err))
 	}
 	if w.Message == nil {

@@ -226,6 +226,7 @@ func FuzzDecodePublishBody(f *testing.F) {
 		{"application/json", `{"message":`},
 		{"application/json", `[]`},
 		{"multipart/form-data; boundary=x", `{"message":1}`},
+		{"application/json", `{"message":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`},
 	} {
 		f.Add(seed.ct, []byte(seed.body))
 	}

@@ -1,6 +1,8 @@
 package transporttest
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -69,6 +71,64 @@ func testPayloadLimits(t *testing.T, e *env) {
 	}
 }
 
+// nested returns a payload whose arrays nest depth levels, with an object
+// at the bottom: {"n":1} wrapped in depth-1 arrays.
+func nested(depth int) json.RawMessage {
+	return rawPayload(strings.Repeat("[", depth-1) + `{"n":1}` + strings.Repeat("]", depth-1))
+}
+
+// nestedValue is nested(depth) as a Go value, for json.Marshal.
+func nestedValue(depth int) any {
+	var v any = map[string]int{"n": 1}
+	for range depth - 1 {
+		v = []any{v}
+	}
+	return v
+}
+
+func testPayloadDepth(t *testing.T, e *env) {
+	alice, bob := e.join("alice"), e.join("bob")
+	ctx := ctxT(t)
+	in := newInbox()
+	subscribe(t, bob, "deep", in.handle)
+
+	for name, v := range map[string]any{
+		"raw":                   nested(pubsub.MaxPayloadDepth + 1),
+		"Go value":              nestedValue(pubsub.MaxPayloadDepth + 1),
+		"object":                rawPayload(strings.Repeat(`{"a":`, pubsub.MaxPayloadDepth+1) + "1" + strings.Repeat("}", pubsub.MaxPayloadDepth+1)),
+		"encoding/json's limit": rawPayload(strings.Repeat("[", 10000) + strings.Repeat("]", 10000)),
+	} {
+		_, err := alice.Publish(ctx, "deep", v)
+		wantCode(t, fmt.Sprintf("Publish(%s nested too deeply)", name), err, pubsub.ErrInvalidPayload)
+	}
+	if n := len(e.rec.sent()); n != 0 {
+		t.Errorf("payloads nested too deeply reached the transport %d times, want 0", n)
+	}
+
+	// At the limit a payload is stored and delivered, and the receiver can
+	// decode it.
+	deepest := nested(pubsub.MaxPayloadDepth)
+	sent, err := alice.Publish(ctx, "deep", deepest)
+	if err != nil {
+		t.Fatalf("Publish(payload nested %d levels) = %v, want success", pubsub.MaxPayloadDepth, err)
+	}
+	if _, err := alice.Publish(ctx, "deep", nestedValue(pubsub.MaxPayloadDepth)); err != nil {
+		t.Fatalf("Publish(Go value nested %d levels) = %v, want success", pubsub.MaxPayloadDepth, err)
+	}
+	for i, m := range []pubsub.Message{in.next(t), in.next(t)} {
+		if !json.Valid(m.Payload) || string(m.Payload) != string(deepest) {
+			t.Errorf("message %d delivered with payload %.80s, want %.80s", i, m.Payload, deepest)
+		}
+		if _, err := pubsub.Decode[any](m); err != nil {
+			t.Errorf("Decode(message %d nested %d levels) = %v", i, pubsub.MaxPayloadDepth, err)
+		}
+	}
+	p := history(t, bob, "deep")
+	if len(p.Messages) != 2 || p.Messages[0].ID != sent.ID || string(p.Messages[0].Payload) != string(deepest) {
+		t.Errorf("history of \"deep\" = %d messages, want the 2 at the limit and nothing deeper", len(p.Messages))
+	}
+}
+
 func testHubValidatesAgain(t *testing.T, e *env) {
 	ctx := ctxT(t)
 	c, err := e.h.Transport.Connect(ctx, pubsub.ConnectRequest{Room: room, ClientID: "mallory"})
@@ -87,6 +147,7 @@ func testHubValidatesAgain(t *testing.T, e *env) {
 		{"not JSON", pubsub.PublishRequest{Topic: "chat", Payload: []byte(`{nope`)}, pubsub.ErrInvalidPayload},
 		{"empty", pubsub.PublishRequest{Topic: "chat"}, pubsub.ErrInvalidPayload},
 		{"not UTF-8", pubsub.PublishRequest{Topic: "chat", Payload: []byte("\"caf\xe9\"")}, pubsub.ErrInvalidPayload},
+		{"nested too deeply", pubsub.PublishRequest{Topic: "chat", Payload: nested(pubsub.MaxPayloadDepth + 1)}, pubsub.ErrInvalidPayload},
 	}
 	for _, tt := range tests {
 		_, err := c.Publish(ctx, tt.req)
@@ -97,9 +158,13 @@ func testHubValidatesAgain(t *testing.T, e *env) {
 	wantCode(t, "Conn.History(before and after)", err, pubsub.ErrInvalidHistoryOpts)
 	_, err = c.History(ctx, pubsub.HistoryRequest{Topic: "chat", Limit: 51})
 	wantCode(t, "Conn.History(limit 51)", err, pubsub.ErrInvalidLimit)
-	// The connection is still usable after every refusal.
+	// The connection is still usable after every refusal, and none of the
+	// refused publishes was stored.
 	if _, err := c.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`{"n":1}`)}); err != nil {
 		t.Errorf("Conn.Publish(valid) after refusals = %v", err)
+	}
+	if p, err := c.History(ctx, pubsub.HistoryRequest{Topic: "chat"}); err != nil || len(p.Messages) != 1 {
+		t.Errorf("Conn.History(chat) = %d messages, %v; want only the valid one", len(p.Messages), err)
 	}
 }
 

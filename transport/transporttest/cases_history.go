@@ -150,6 +150,10 @@ func testHistoryErrors(t *testing.T, e *env) {
 		{"limit 0", []pubsub.HistoryOption{pubsub.Limit(0)}, pubsub.ErrInvalidLimit},
 		{"limit -1", []pubsub.HistoryOption{pubsub.Limit(-1)}, pubsub.ErrInvalidLimit},
 		{"limit 51", []pubsub.HistoryOption{pubsub.Limit(51)}, pubsub.ErrInvalidLimit},
+		// Given means given: zero is no message id, not "none".
+		{"before 0", []pubsub.HistoryOption{pubsub.Before(0)}, pubsub.ErrInvalidHistoryOpts},
+		{"after 0", []pubsub.HistoryOption{pubsub.After(0)}, pubsub.ErrInvalidHistoryOpts},
+		{"negative before", []pubsub.HistoryOption{pubsub.Before(-1)}, pubsub.ErrInvalidHistoryOpts},
 	}
 	for _, tt := range tests {
 		_, err := alice.GetHistory(ctx, "log", tt.opts...)

@@ -13,7 +13,8 @@
 //	}
 //
 // The suite drives pubsub.Rooms over the Transport and checks the behaviour
-// users depend on: topic and payload validation on both sides, no self-echo,
+// users depend on: topic and payload validation on both sides (size, JSON,
+// nesting depth), no self-echo,
 // targeted delivery, non-persisted messages, metadata, refcounted
 // subscriptions, rate caps on the hub and in the Room, history paging and
 // filters, the publish rate cap, authorization, handler ordering, slow
@@ -75,6 +76,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 	}{
 		{"TopicRules", Config{}, testTopicRules},
 		{"PayloadLimits", Config{}, testPayloadLimits},
+		{"PayloadDepth", Config{}, testPayloadDepth},
 		{"HubValidatesAgain", Config{}, testHubValidatesAgain},
 		{"NoSelfEcho", Config{}, testNoSelfEcho},
 		{"To", Config{}, testTo},
