@@ -139,3 +139,29 @@ func FuzzParsePattern(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMatch measures one Match of a topic name against a pattern, as
+// the hub's fan-out does for every pattern subscription of a room.
+//
+//	go test -run '^$' -bench Match ./topic
+func BenchmarkMatch(b *testing.B) {
+	tests := []struct {
+		name, pattern, topic string
+	}{
+		{"literal", "chat", "chat"},
+		{"star/match", "user:*:events", "user:123:events"},
+		{"star/miss", "order:*", "user:123:events"},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			p := topic.MustParsePattern(tt.pattern)
+			want := p.Match(tt.topic)
+			b.ReportAllocs()
+			for b.Loop() {
+				if p.Match(tt.topic) != want {
+					b.Fatal("Match changed its answer")
+				}
+			}
+		})
+	}
+}
