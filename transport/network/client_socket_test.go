@@ -215,8 +215,8 @@ func TestClientSocketPattern(t *testing.T) {
 		t.Errorf("client socket %+v, want the pattern user:*", info)
 	}
 	c := f.openBound(t, info.Path, nil, "")
-	f.publish(t, "lobby", "user:1:events", lobbyPub, `{"message":0}`)
-	m := f.publish(t, "lobby", "user:1", lobbyPub, `{"message":1}`)
+	f.publish(t, "lobby", "users:1", lobbyPub, `{"message":0}`)
+	m := f.publish(t, "lobby", "user:1:events", lobbyPub, `{"message":1}`)
 	c.expectMessage(m.ID)
 }
 

@@ -24,9 +24,10 @@
 // # Routes
 //
 // {room} is a room name and {topic} a topic name, both with the characters
-// of topic names; with ?pattern=true, {topic} may be a pattern ("user:*",
-// "user:>"; see package topic), written as it is: "*" needs no escaping in
-// a path, ">" is %3E.
+// of topic names; with ?pattern=true, {topic} may be a pattern, a glob as
+// in Redis PSUBSCRIBE ("user:*" matches "user:123:events"; see package
+// topic). "*" needs no escaping in a path; "?", the one-character wildcard,
+// must be written %3F, or it starts the query.
 //
 //	GET  /{room}/ws                         WebSocket for the frame protocol below
 //	POST /{room}/pubsub/{topic}/publish     publish a message
@@ -205,7 +206,7 @@
 //	→ {"v":1,"type":"publish","id":"1","topic":"chat","payload":{"text":"hi"},"to":["bob"],"metadata":{"lang":"en"},"persist":true,"idempotencyKey":"k-42"}
 //	← {"v":1,"type":"published","id":"1","message":{"id":"1904829283928846336","topic":"chat","from":"alice","to":["bob"],"payload":{"text":"hi"},"metadata":{"lang":"en"},"timestamp":"2026-03-15T12:00:00.123Z","persisted":true}}
 //
-// Subscribe to a topic or a pattern ("user:*", "user:>"); "rate" caps
+// Subscribe to a topic or a pattern ("user:*", "*:events"); "rate" caps
 // deliveries on this subscription, in messages per second (0 or absent: no
 // cap). Subscribing again to the same topic only changes its rate.
 //
