@@ -1,9 +1,12 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +41,47 @@ func TestTopicSocket(t *testing.T) {
 			c.expectMessage(m.ID)
 			c.send(`{"type":"history","id":"1","topic":"alerts"}`)
 			c.expectError("1", pubsub.CodePermissionDenied)
+		})
+	}
+}
+
+// TestTopicSocketOneMessagePerWebSocketMessage checks what the seed's
+// browser clients rely on: on every single-topic route each WebSocket
+// message is one message object, which JSON.parse(e.data) turns into the
+// message, also in a burst, which the server writes many at a time.
+func TestTopicSocketOneMessagePerWebSocketMessage(t *testing.T) {
+	t.Parallel()
+	f := newKeyFixture(t, memory.Options{QueueSize: 1024}, Options{SendQueue: 1024})
+	ctx := ctxT(t)
+	pub, err := f.hub.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "backend"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	routes := []struct{ name, path, topic string }{
+		{"pubsub route", "/lobby/pubsub/alerts/ws?token=" + lobbySub, "alerts"},
+		{"legacy alias", "/lobby/ws/subscribe/alerts?token=" + lobbySub, "alerts"},
+		{"pattern", "/lobby/pubsub/user:*/ws?pattern=true&token=" + lobbySub, "user:123:events"},
+		{"client socket", f.mint(t, "lobby", "alerts", "").Path, "alerts"},
+	}
+	for _, r := range routes {
+		t.Run(r.name, func(t *testing.T) {
+			c := f.openBound(t, r.path, nil, "")
+			// Up to 10 KB each, 1 MB in all: more than one write's worth.
+			sent := make([]pubsub.Message, 200)
+			for i := range sent {
+				payload := fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", 50*i))
+				if sent[i], err = pub.Publish(ctx, pubsub.PublishRequest{Topic: r.topic, Payload: payload}); err != nil {
+					t.Fatalf("Publish(%q) = %v", r.topic, err)
+				}
+			}
+			for i, want := range sent {
+				got := c.messageObject()
+				if got.ID != want.ID || got.Topic != r.topic || !bytes.Equal(got.Payload, want.Payload) {
+					t.Fatalf("WebSocket message %d: message %v on %q, want %v on %q with the published payload", i, got.ID, got.Topic, want.ID, r.topic)
+				}
+			}
+			c.ping("1") // and nothing else came
 		})
 	}
 }
