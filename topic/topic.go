@@ -24,8 +24,8 @@
 //   - "?", exactly one character: "user:?" matches "user:7", not "user:42".
 //
 // Wildcards may stand anywhere, as often as needed: "*:events" matches
-// every topic that ends in ":events", "user:*:events" those between, and
-// "*" every topic. A pattern without wildcards matches one name, itself.
+// every topic that ends in ":events", "user:*:events" those that also start
+// with "user:", and "*" every topic. A pattern without wildcards matches one name, itself.
 // Patterns are for subscribing; nobody can publish to one.
 //
 // "*" and "?" are the only wildcards. Redis's character classes ("[ab]")
