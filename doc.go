@@ -7,7 +7,8 @@
 //   - pubsub: the client API. Join a room with pubsub.Join, then Publish,
 //     Subscribe and GetHistory on the Room. It also defines the Transport
 //     contract that every hub implements, and the error codes.
-//   - topic: topic names and subscription patterns ("user:*", "user:>").
+//   - topic: topic names and subscription patterns, globs as in Redis
+//     PSUBSCRIBE ("user:*" matches "user:123:events").
 //   - history: where a hub keeps messages (in memory, or durable on disk)
 //     and the historytest conformance suite for stores.
 //   - transport/memory: the hub, in process. Start here: memory.New gives a

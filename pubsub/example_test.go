@@ -99,20 +99,22 @@ func ExampleRoom_Subscribe() {
 	bob, _ := pubsub.Join(ctx, hub, "lobby", &pubsub.JoinOptions{ClientID: "bob"})
 	defer bob.Leave(ctx)
 
+	// A pattern: every topic that starts with "user:".
 	done := make(chan struct{})
 	sub, _ := bob.Subscribe(ctx, "user:*", func(m pubsub.Message) {
 		fmt.Println(m.Topic, string(m.Payload))
-		if m.Topic == "user:2" {
+		if m.Topic == "user:123" {
 			close(done)
 		}
 	})
-	alice.Publish(ctx, "user:1", "login")
-	alice.Publish(ctx, "user:2", "logout")
+	alice.Publish(ctx, "users", "not under user:")
+	alice.Publish(ctx, "user:123:events", map[string]string{"type": "login"})
+	alice.Publish(ctx, "user:123", "online")
 	<-done
 	sub.Unsubscribe(ctx)
 	// Output:
-	// user:1 "login"
-	// user:2 "logout"
+	// user:123:events {"type":"login"}
+	// user:123 "online"
 }
 
 func ExampleSubscribe() {

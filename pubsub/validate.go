@@ -24,11 +24,9 @@ func CheckTopic(name string) error {
 }
 
 // CheckSubscribeTopic is CheckTopic for subscriptions, which also accept
-// topic patterns such as "user:*".
+// topic patterns such as "user:*" (see package topic). A wildcard Plaza does
+// not have, such as ">", gets a message that says what to write instead.
 func CheckSubscribeTopic(s string) error {
-	if !topic.IsPattern(s) {
-		return CheckTopic(s)
-	}
 	if _, err := topic.ParsePattern(s); err != nil {
 		return &Error{Code: CodeInvalidTopicName, Message: err.Error(), Err: err}
 	}

@@ -108,29 +108,42 @@ func BenchmarkPublish(b *testing.B) {
 // fan-out over plain buffered channels. The clock stops when every
 // subscriber has received every message. Queues hold b.N messages, so no
 // subscriber is dropped; the benchmark fails if one is.
+//
+// "hub" subscribers hold an exact subscription to the topic; "pattern"
+// subscribers hold two patterns each, one that does not match the topic
+// and one that does, so every delivery costs a failed and a successful
+// match.
+//
+//	go test -run '^$' -bench HubFanout ./transport/memory
 func BenchmarkHubFanout(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
-		b.Run(fmt.Sprintf("hub/subs=%d", n), func(b *testing.B) { benchHubFanout(b, n) })
+		b.Run(fmt.Sprintf("hub/subs=%d", n), func(b *testing.B) { benchHubFanout(b, n, "chat", "chat") })
+		b.Run(fmt.Sprintf("pattern/subs=%d", n), func(b *testing.B) {
+			benchHubFanout(b, n, "user:123:events", "order:*", "user:*:events")
+		})
 		b.Run(fmt.Sprintf("channels/subs=%d", n), func(b *testing.B) { benchChanFanout(b, n) })
 	}
 }
 
-func benchHubFanout(b *testing.B, n int) {
+// benchHubFanout publishes to topic; every subscriber subscribes to subs.
+func benchHubFanout(b *testing.B, n int, topic string, subs ...string) {
 	h, err := New(Options{QueueSize: max(b.N, 1)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer h.Close()
 	pub := connect(b, h, "lobby", "pub")
-	subs := make([]<-chan *pubsub.Message, n)
-	for i := range subs {
+	chans := make([]<-chan *pubsub.Message, n)
+	for i := range chans {
 		c := connect(b, h, "lobby", fmt.Sprint("sub", i))
-		subscribe(b, c, "chat", 0)
-		subs[i] = c.Messages()
+		for _, s := range subs {
+			subscribe(b, c, s, 0)
+		}
+		chans[i] = c.Messages()
 	}
 	ctx := context.Background()
-	req := pubsub.PublishRequest{Topic: "chat", Payload: benchPayload, NoPersist: true}
-	got := receiveAll(b, subs, func() {
+	req := pubsub.PublishRequest{Topic: topic, Payload: benchPayload, NoPersist: true}
+	got := receiveAll(b, chans, func() {
 		for i := 0; i < b.N; i++ {
 			if _, err := pub.Publish(ctx, req); err != nil {
 				b.Fatal(err)

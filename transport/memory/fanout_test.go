@@ -46,7 +46,7 @@ func TestFanout(t *testing.T) {
 		},
 		{
 			name:  "other room",
-			conns: []spec{{id: "alice"}, {id: "bob", room: "attic", subs: []string{"chat", ">"}}},
+			conns: []spec{{id: "alice"}, {id: "bob", room: "attic", subs: []string{"chat", "*"}}},
 			req:   pubsub.PublishRequest{Topic: "chat"},
 			want:  map[int]string{},
 		},
@@ -76,23 +76,24 @@ func TestFanout(t *testing.T) {
 			conns: []spec{
 				{id: "alice"},
 				{id: "bob", subs: []string{"user:*"}},
-				{id: "carol", subs: []string{"user:>"}},
+				{id: "carol", subs: []string{"*:4?"}},
 				{id: "dave", subs: []string{"user:*:events"}},
-				{id: "erin", subs: []string{"*"}},
+				{id: "erin", subs: []string{"user:?"}},
+				{id: "fred", subs: []string{"*"}},
 			},
 			req:  pubsub.PublishRequest{Topic: "user:42"},
-			want: map[int]string{1: "user:*", 2: "user:>"},
+			want: map[int]string{1: "user:*", 2: "*:4?", 5: "*"},
 		},
 		{
 			name: "once per conn: exact before patterns, then the oldest pattern",
 			conns: []spec{
 				{id: "alice"},
-				{id: "bob", subs: []string{"user:>", "user:42", "user:*"}},
-				{id: "carol", subs: []string{"user:>", "user:*"}},
-				{id: "dave", subs: []string{"user:*", "user:>"}},
+				{id: "bob", subs: []string{"*:42", "user:42", "user:*"}},
+				{id: "carol", subs: []string{"*:42", "user:*"}},
+				{id: "dave", subs: []string{"user:*", "*:42"}},
 			},
 			req:  pubsub.PublishRequest{Topic: "user:42"},
-			want: map[int]string{1: "user:42", 2: "user:>", 3: "user:*"},
+			want: map[int]string{1: "user:42", 2: "*:42", 3: "user:*"},
 		},
 	}
 	for _, tt := range tests {
@@ -147,7 +148,7 @@ func TestSameMessageForEveryReceiver(t *testing.T) {
 	var subs []pubsub.Conn
 	for i := range 3 {
 		c := connect(t, h, "lobby", fmt.Sprint("sub", i))
-		subscribe(t, c, []string{"chat", "*", ">"}[i], 0)
+		subscribe(t, c, []string{"chat", "*", "c?at"}[i], 0)
 		subs = append(subs, c)
 	}
 	m := publish(t, a, pubsub.PublishRequest{Topic: "chat"})
@@ -224,7 +225,7 @@ func TestTopicOrder(t *testing.T) {
 	}
 	subscribe(t, subs[0], "chat", 0)
 	subscribe(t, subs[1], "*", 0)
-	subscribe(t, subs[2], ">", 0)
+	subscribe(t, subs[2], "c*", 0)
 	var wg sync.WaitGroup
 	for p := range publishers {
 		c := connect(t, h, "lobby", fmt.Sprint("pub", p))

@@ -131,11 +131,12 @@ func TestSubscribeValidates(t *testing.T) {
 	}{
 		{"topic", pubsub.SubscribeRequest{Topic: "chat"}, ""},
 		{"pattern", pubsub.SubscribeRequest{Topic: "user:*:events"}, ""},
-		{"tail pattern", pubsub.SubscribeRequest{Topic: "user:>"}, ""},
+		{"glob inside a segment", pubsub.SubscribeRequest{Topic: "user*"}, ""},
+		{"one character", pubsub.SubscribeRequest{Topic: "user:?"}, ""},
 		{"empty", pubsub.SubscribeRequest{Topic: ""}, pubsub.CodeInvalidTopicName},
 		{"space", pubsub.SubscribeRequest{Topic: "chat room"}, pubsub.CodeInvalidTopicName},
-		{"partial wildcard", pubsub.SubscribeRequest{Topic: "user*"}, pubsub.CodeInvalidTopicName},
-		{"tail not last", pubsub.SubscribeRequest{Topic: "a:>:b"}, pubsub.CodeInvalidTopicName},
+		{"'>' is no wildcard", pubsub.SubscribeRequest{Topic: "user:>"}, pubsub.CodeInvalidTopicName},
+		{"character class", pubsub.SubscribeRequest{Topic: "user:[0-9]"}, pubsub.CodeInvalidTopicName},
 		{"negative rate", pubsub.SubscribeRequest{Topic: "chat", Rate: -1}, pubsub.CodeInvalidRequest},
 	}
 	for _, tt := range tests {
@@ -150,6 +151,28 @@ func TestSubscribeValidates(t *testing.T) {
 			}
 			wantCode(t, "Subscribe("+tt.req.Topic+")", err, tt.want)
 		})
+	}
+}
+
+// TestPatternSeedExample is the pattern example of the README and of the
+// seed's HTTP API: a subscription to "user:*" receives what is published to
+// "user:123:events", since "*" matches any run of characters, colons
+// included.
+func TestPatternSeedExample(t *testing.T) {
+	t.Parallel()
+	h, _ := newHub(t, Options{})
+	a := connect(t, h, "lobby", "alice")
+	b := connect(t, h, "lobby", "bob")
+	subscribe(t, b, "user:*", 0)
+	for _, name := range []string{"users:123", "user:123:events", "user"} {
+		publish(t, a, pubsub.PublishRequest{Topic: name})
+	}
+	var got []string
+	for _, m := range received(b) {
+		got = append(got, m.Topic)
+	}
+	if want := []string{"user:123:events"}; !cmp.Equal(got, want) {
+		t.Errorf("user:* received %q, want %q", got, want)
 	}
 }
 

@@ -24,7 +24,9 @@ import (
 // BenchmarkNetworkFanout delivers 100-byte payloads from one publisher to N
 // WebSocket clients on loopback, each subscribed to the topic, and reports
 // deliveries per second and end-to-end latency. "plaza" runs a memory hub
-// behind a Server; "baseline" writes the same pre-encoded message to N raw
+// behind a Server, its clients on GET /{room}/ws, where messages come in
+// batches; "plaza-topic" the same on single-topic sockets, where each
+// message is a WebSocket message of its own; "baseline" writes the same pre-encoded message to N raw
 // coder/websocket connections, flushing each connection's queued messages
 // together in one write. One op is one published message.
 //
@@ -38,7 +40,8 @@ func BenchmarkNetworkFanout(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		for _, w := range []int{64, 1} {
 			b.Run(fmt.Sprintf("clients=%d/window=%d", n, w), func(b *testing.B) {
-				b.Run("plaza", func(b *testing.B) { benchPlaza(b, n, w) })
+				b.Run("plaza", func(b *testing.B) { benchPlaza(b, n, w, false) })
+				b.Run("plaza-topic", func(b *testing.B) { benchPlaza(b, n, w, true) })
 				b.Run("baseline", func(b *testing.B) { benchBaseline(b, n, w) })
 			})
 		}
@@ -164,7 +167,9 @@ func publishAll(b *testing.B, r *receivers, n, window int, publish func(payload 
 	r.waitDelivered(b, int64(b.N)*int64(n))
 }
 
-func benchPlaza(b *testing.B, n, window int) {
+// benchPlaza runs the "plaza" benchmarks; with topicSocket the receivers
+// are single-topic sockets.
+func benchPlaza(b *testing.B, n, window int, topicSocket bool) {
 	hub, err := memory.New(memory.Options{QueueSize: 4096})
 	if err != nil {
 		b.Fatal(err)
@@ -178,13 +183,18 @@ func benchPlaza(b *testing.B, n, window int) {
 	r := newReceivers(n)
 	defer r.close()
 	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/bench/ws"
+	if topicSocket {
+		url = "ws" + strings.TrimPrefix(ts.URL, "http") + "/bench/pubsub/fan/ws"
+	}
 	ctx := context.Background()
 	for i := range n {
 		ws, _, err := websocket.Dial(ctx, url, bearer(fmt.Sprint("r", i)))
 		if err != nil {
 			b.Fatal(err)
 		}
-		ws.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","id":"1","topic":"fan"}`))
+		if !topicSocket {
+			ws.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","id":"1","topic":"fan"}`))
+		}
 		for _, want := range []string{typeWelcome, typeSubscribed} {
 			if _, data, err := ws.Read(ctx); err != nil || !bytes.Contains(data, []byte(`"type":"`+want+`"`)) {
 				b.Fatalf("receiver %d: %s, %v; want %s", i, data, err, want)

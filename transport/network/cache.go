@@ -26,7 +26,8 @@ const (
 // atomic loads and no lock.
 type encodeCache struct {
 	// encode appends one message in the cache's format; nil means
-	// appendMessage, the JSON object of a "messages" frame.
+	// appendMessage, the JSON object of a message in a "messages" frame,
+	// and all of a single-topic socket's WebSocket message.
 	encode  func(b []byte, m *pubsub.Message) []byte
 	sets    [cacheSets]cacheSet
 	encodes atomic.Uint64 // messages encoded, for tests and benchmarks

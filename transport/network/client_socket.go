@@ -324,8 +324,9 @@ func (s *Server) serveClientSocket(w http.ResponseWriter, r *http.Request) {
 
 // serveTopicSocket answers GET /{room}/pubsub/{topic}/ws (and the legacy
 // GET /{room}/ws/subscribe/{topic}): a single-topic socket, subscribed to
-// the topic or, with pattern=true, the pattern on connect. It authenticates
-// as GET /{room}/ws does.
+// the topic or, with pattern=true, the pattern on connect, that sends each
+// message as a WebSocket message of its own. It authenticates as
+// GET /{room}/ws does.
 func (s *Server) serveTopicSocket(w http.ResponseWriter, r *http.Request) {
 	name, _, perr := routeTopic(r)
 	if perr != nil {

@@ -78,17 +78,50 @@ func (f *fixture) openBound(tb testing.TB, path string, opts *websocket.DialOpti
 	}
 	c.expect(typeWelcome, "")
 	c.expect(typeSubscribed, "")
+	c.bound = true
 	return c
 }
 
-// expectMessage reads a messages frame holding the message id.
+// expectMessage reads the message id: on a single-topic socket a WebSocket
+// message holding the message object alone, otherwise a messages frame
+// holding only that message.
 func (c *rawConn) expectMessage(id pubsub.ID) pubsub.Message {
 	c.tb.Helper()
+	if c.bound {
+		m := c.messageObject()
+		if m.ID != id {
+			c.tb.Fatalf("message %v on %q, want message %v", m.ID, m.Topic, id)
+		}
+		return m
+	}
 	fr := c.expect(typeMessages, "")
 	if len(fr.Messages) != 1 || fr.Messages[0].ID != id {
 		c.tb.Fatalf("messages frame %+v, want message %v", fr.Messages, id)
 	}
 	return fr.Messages[0]
+}
+
+// messageObject reads the next WebSocket message of a single-topic socket,
+// which must be one message object, as a seed client's JSON.parse expects:
+// no frame "type", no "v", nothing after it.
+func (c *rawConn) messageObject() pubsub.Message {
+	c.tb.Helper()
+	data, err := c.read()
+	if err != nil {
+		c.tb.Fatalf("Read() = %v, want a message object", err)
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(data, &members); err != nil {
+		c.tb.Fatalf("WebSocket message %s is not one JSON object: %v", clip(string(data), 200), err)
+	}
+	if _, ok := members["type"]; ok {
+		c.tb.Fatalf("WebSocket message %s is a frame, want a message object", clip(string(data), 200))
+	}
+	var m pubsub.Message
+	if err := json.Unmarshal(data, &m); err != nil || m.ID == 0 || m.Topic == "" {
+		c.tb.Fatalf("WebSocket message %s: %v, want a message with an id and a topic", clip(string(data), 200), err)
+	}
+	return m
 }
 
 func TestClientSocket(t *testing.T) {
@@ -234,8 +267,8 @@ func TestClientSocketPattern(t *testing.T) {
 		t.Errorf("client socket %+v, want the pattern user:*", info)
 	}
 	c := f.openBound(t, info.Path, nil, "")
-	f.publish(t, "lobby", "user:1:events", lobbyPub, `{"message":0}`)
-	m := f.publish(t, "lobby", "user:1", lobbyPub, `{"message":1}`)
+	f.publish(t, "lobby", "users:1", lobbyPub, `{"message":0}`)
+	m := f.publish(t, "lobby", "user:1:events", lobbyPub, `{"message":1}`)
 	c.expectMessage(m.ID)
 }
 

@@ -50,7 +50,8 @@ type serverConn struct {
 	hasCred bool
 
 	// A single-topic socket is subscribed to bound (a topic, or a pattern)
-	// on connect and only receives. A temporary client socket's identity is
+	// on connect, only receives, and gets each message as a WebSocket
+	// message of its own instead of in "messages" frames. A temporary client socket's identity is
 	// preID, proven by its token, and it closes after maxDur (when
 	// positive).
 	bound    string
@@ -657,9 +658,34 @@ func (c *serverConn) writeLoop() {
 	}
 }
 
-// deliver writes m and whatever else is queued, up to maxBatchBytes, as one
-// "messages" frame. It reports false when the connection is over.
+// deliver writes m and whatever else is queued, up to maxBatchBytes, in one
+// socket write: as one "messages" frame, or on a single-topic socket as one
+// WebSocket message per message. It reports false when the connection is
+// over.
 func (c *serverConn) deliver(m *pubsub.Message, msgs <-chan *pubsub.Message) bool {
+	var err error
+	if c.bound != "" {
+		err = c.writeEach(m, msgs)
+	} else {
+		err = c.writeBatch(m, msgs)
+	}
+	if err != nil {
+		if !c.closing.Load() {
+			c.s.opts.Logger.Warn("network: cutting off a slow or lost connection", "room", c.room, "client", c.clientID(), "err", err)
+		}
+		c.drop()
+		return false
+	}
+	if n := len(msgs); n > c.s.opts.SendQueue {
+		c.requestClose(CloseSlowConsumer, pubsub.Errorf(pubsub.CodeSlowConsumer, "%d messages waiting, more than %d", n, c.s.opts.SendQueue))
+		return false
+	}
+	return true
+}
+
+// writeBatch writes m and whatever else is queued, up to maxBatchBytes, as
+// one "messages" frame.
+func (c *serverConn) writeBatch(m *pubsub.Message, msgs <-chan *pubsub.Message) error {
 	bp := getBuf()
 	b := append(*bp, messagesHead...)
 	b = append(b, c.s.cache.get(m)...)
@@ -677,18 +703,37 @@ batch:
 	err := c.write(b)
 	*bp = b
 	putBuf(bp)
-	if err != nil {
-		if !c.closing.Load() {
-			c.s.opts.Logger.Warn("network: cutting off a slow or lost connection", "room", c.room, "client", c.clientID(), "err", err)
+	return err
+}
+
+// writeEach writes m and whatever else is queued, up to maxBatchBytes, each
+// as a WebSocket message of its own holding the message object, which is
+// what the clients of single-topic sockets JSON.parse. The heldWriter
+// gathers the frames into one socket write.
+func (c *serverConn) writeEach(m *pubsub.Message, msgs <-chan *pubsub.Message) error {
+	return c.writing(func() error {
+		c.hw.hold()
+		var err error
+		for n := 0; ; {
+			enc := c.s.cache.get(m)
+			if err = c.ws.Write(context.Background(), websocket.MessageText, enc); err != nil {
+				break
+			}
+			if n += len(enc); n >= maxBatchBytes {
+				break
+			}
+			select {
+			case m = <-msgs:
+				continue
+			default:
+			}
+			break
 		}
-		c.drop()
-		return false
-	}
-	if n := len(msgs); n > c.s.opts.SendQueue {
-		c.requestClose(CloseSlowConsumer, pubsub.Errorf(pubsub.CodeSlowConsumer, "%d messages waiting, more than %d", n, c.s.opts.SendQueue))
-		return false
-	}
-	return true
+		if rerr := c.hw.release(); err == nil {
+			err = rerr
+		}
+		return err
+	})
 }
 
 // hubEnded has the connection closed after the hub ended its side.

@@ -24,9 +24,10 @@
 // # Routes
 //
 // {room} is a room name and {topic} a topic name, both with the characters
-// of topic names; with ?pattern=true, {topic} may be a pattern ("user:*",
-// "user:>"; see package topic), written as it is: "*" needs no escaping in
-// a path, ">" is %3E.
+// of topic names; with ?pattern=true, {topic} may be a pattern, a glob as
+// in Redis PSUBSCRIBE ("user:*" matches "user:123:events"; see package
+// topic). "*" needs no escaping in a path; "?", the one-character wildcard,
+// must be written %3F, or it starts the query.
 //
 //	GET  /{room}/ws                         WebSocket for the frame protocol below
 //	POST /{room}/pubsub/{topic}/publish     publish a message
@@ -113,17 +114,34 @@
 //
 // # Single-topic sockets
 //
-// GET …/{topic}/ws is a WebSocket of the frame protocol below, subscribed
-// to {topic} (or the pattern, with ?pattern=true) as soon as its credential
-// is accepted: after the welcome comes {"v":1,"type":"subscribed",…} and
-// then "messages" frames. It only receives: publish, subscribe,
-// unsubscribe and history requests fail with PERMISSION_DENIED; ping works.
-// The credential comes as on GET /{room}/ws, so a browser sends it in the
-// first frame:
+// GET …/{topic}/ws (and its legacy alias, and the temporary client sockets
+// below) is a WebSocket that receives {topic}, or with ?pattern=true every
+// topic of the pattern, from the moment its credential is accepted. Each
+// message arrives as a WebSocket message of its own holding the message
+// object, the same JSON as an event's data and as a publish's answer, so
+// that a browser needs nothing but JSON.parse(e.data). Several messages may
+// share one socket write; each is still its own WebSocket message:
+//
+//	{"id":"1904829283928846336","topic":"alerts","from":"key-…","payload":"Server restarted","timestamp":"2026-03-15T12:00:00.123Z","persisted":true}
+//
+// The server's other frames are JSON objects too, with "v":1 and a "type",
+// which a message object never has: the welcome and then
+// {"v":1,"type":"subscribed","topic":"alerts"} once the subscription is in
+// place (publishes from then on are delivered); an error frame without an
+// id just before the server closes the socket, saying why; and the replies
+// to what the client sends. The socket only receives: a ping request gets
+// its pong and an auth frame renews the credential, but publish,
+// subscribe, unsubscribe and history requests get an error frame with
+// PERMISSION_DENIED. Heartbeats are WebSocket ping frames, which browsers
+// answer without showing them. The credential comes as on GET /{room}/ws,
+// so a browser sends it in the first frame:
 //
 //	ws = new WebSocket("ws://127.0.0.1:8080/lobby/pubsub/alerts/ws");
 //	ws.onopen = () => ws.send(JSON.stringify({auth: "sk-dev"}));
-//	ws.onmessage = (e) => { const f = JSON.parse(e.data); if (f.type === "messages") console.log(f.messages); };
+//	ws.onmessage = (e) => { const m = JSON.parse(e.data); if (m.type === undefined) console.log(m.payload); };
+//
+// GET /{room}/ws, the frame protocol below, batches messages into
+// "messages" frames instead.
 //
 // # Temporary client sockets
 //
@@ -208,7 +226,7 @@
 //	→ {"v":1,"type":"publish","id":"1","topic":"chat","payload":{"text":"hi"},"to":["bob"],"metadata":{"lang":"en"},"persist":true,"idempotencyKey":"k-42"}
 //	← {"v":1,"type":"published","id":"1","message":{"id":"1904829283928846336","topic":"chat","from":"alice","to":["bob"],"payload":{"text":"hi"},"metadata":{"lang":"en"},"timestamp":"2026-03-15T12:00:00.123Z","persisted":true}}
 //
-// Subscribe to a topic or a pattern ("user:*", "user:>"); "rate" caps
+// Subscribe to a topic or a pattern ("user:*", "*:events"); "rate" caps
 // deliveries on this subscription, in messages per second (0 or absent: no
 // cap). Subscribing again to the same topic only changes its rate.
 //
@@ -243,8 +261,9 @@
 //	← {"v":1,"type":"welcome","clientId":"alice","expires":"2026-03-15T13:00:00Z","heartbeatMs":30000,"maxFrameBytes":65536,"maxSubscriptions":100}
 //
 // Messages, pushed to a subscriber; one frame carries one or more messages,
-// oldest first, of any of the connection's subscriptions. A client never
-// receives its own publishes.
+// oldest first, of any of the connection's subscriptions (single-topic
+// sockets send each message object alone instead). A client never receives
+// its own publishes.
 //
 //	← {"v":1,"type":"messages","messages":[{"id":"1904829283928846336","topic":"chat","from":"alice","payload":{"text":"hi"},"timestamp":"2026-03-15T12:00:00.123Z","persisted":true}]}
 //

@@ -141,7 +141,7 @@ func TestClientFramesDecode(t *testing.T) {
 	}{
 		{"publish", appendPublish(nil, "1", &pubsub.PublishRequest{Topic: "chat", Payload: []byte(" [1, {\"a\":\"<\"}]\n"), To: []string{"b"}, Metadata: map[string]string{"k": "v\n"}, NoPersist: true, IdempotencyKey: "key"}),
 			request{Type: typePublish, ID: "1", Topic: "chat", Payload: json.RawMessage(`[1, {"a":"<"}]`), To: []string{"b"}, Metadata: map[string]string{"k": "v\n"}, NoPersist: true, IdempotencyKey: "key"}},
-		{"subscribe", appendSubscribe(nil, "2", &pubsub.SubscribeRequest{Topic: "user:>", Rate: 0.1}), request{Type: typeSubscribe, ID: "2", Topic: "user:>", Rate: 0.1}},
+		{"subscribe", appendSubscribe(nil, "2", &pubsub.SubscribeRequest{Topic: "user:*:events", Rate: 0.1}), request{Type: typeSubscribe, ID: "2", Topic: "user:*:events", Rate: 0.1}},
 		{"unsubscribe", appendUnsubscribe(nil, "3", "chat"), request{Type: typeUnsubscribe, ID: "3", Topic: "chat"}},
 		{"history", appendHistoryRequest(nil, "4", &pubsub.HistoryRequest{Topic: "chat", After: 99, Limit: 50, From: []string{"x"}}), request{Type: typeHistory, ID: "4", Topic: "chat", After: 99, Limit: 50, From: []string{"x"}}},
 		{"ping", appendPing(nil, "5"), request{Type: typePing, ID: "5"}},

@@ -132,7 +132,7 @@ func TestHTTPPublishRefused(t *testing.T) {
 		{"subscribe key", "/lobby/pubsub/alerts/publish", lobbySub, `{"message":1}`, 403, pubsub.CodePermissionDenied},
 		{"subscribe key with a name", "/lobby/pubsub/alerts/publish", lobbySub + ":bob", `{"message":1}`, 403, pubsub.CodePermissionDenied},
 		{"pattern", "/lobby/pubsub/user:*/publish", lobbyPub, `{"message":1}`, 400, pubsub.CodeInvalidTopicName},
-		{"trailing wildcard", "/lobby/pubsub/user:%3E/publish", lobbyPub, `{"message":1}`, 400, pubsub.CodeInvalidTopicName},
+		{"'>'", "/lobby/pubsub/user:%3E/publish", lobbyPub, `{"message":1}`, 400, pubsub.CodeInvalidTopicName},
 		{"bad topic", "/lobby/pubsub/a%20b/publish", lobbyPub, `{"message":1}`, 400, pubsub.CodeInvalidTopicName},
 		{"no message", "/lobby/pubsub/alerts/publish", lobbyPub, `{"payload":1}`, 400, pubsub.CodeInvalidPayload},
 		{"malformed JSON", "/lobby/pubsub/alerts/publish", lobbyPub, `{"message":`, 400, pubsub.CodeInvalidRequest},

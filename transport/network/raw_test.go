@@ -17,8 +17,9 @@ import (
 // rawConn is a WebSocket client that speaks the frame protocol by hand, the
 // way a browser does.
 type rawConn struct {
-	tb testing.TB
-	ws *websocket.Conn
+	tb    testing.TB
+	ws    *websocket.Conn
+	bound bool // a single-topic socket: one message object per WebSocket message
 }
 
 // dialRaw opens a WebSocket to url. hdr may be nil.

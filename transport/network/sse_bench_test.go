@@ -25,7 +25,7 @@ func BenchmarkSSEFanout(b *testing.B) {
 	const n = 1000
 	for _, w := range []int{64, 1} {
 		b.Run(fmt.Sprintf("clients=%d/window=%d", n, w), func(b *testing.B) {
-			b.Run("websocket", func(b *testing.B) { benchPlaza(b, n, w) })
+			b.Run("websocket", func(b *testing.B) { benchPlaza(b, n, w, false) })
 			b.Run("sse", func(b *testing.B) { benchSSE(b, n, w) })
 		})
 	}
