@@ -178,7 +178,7 @@ func (h *Hub) finish(c *conn, f *fanout, now time.Time) {
 func (h *Hub) publishChained(ctx context.Context, c *conn, t *topicState, m *pubsub.Message, key string, now time.Time) (pubsub.Message, error) {
 	wait := func(context.Context) error { return nil }
 	if m.Persisted {
-		wait = h.pipe.Enqueue(c.r.name, *m) // in id order, under t.mu
+		wait = h.pipe.Enqueue(c.r.name, *m, key) // in id order, under t.mu
 	}
 	prev, done := t.tail, make(chan struct{})
 	t.tail = done
