@@ -558,6 +558,10 @@ func (s *Bolt) Keys(ctx context.Context, room string, q KeyQuery) ([]KeyedMessag
 	}
 	name := topicBucket(room, q.Topic)
 	since := max(unixNano(q.Since), s.ret.cutoff())
+	limit := q.Limit
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
 	var keyed []KeyedMessage
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if len(name) > bolt.MaxKeySize {
@@ -567,11 +571,22 @@ func (s *Bolt) Keys(ctx context.Context, room string, q KeyQuery) ([]KeyedMessag
 		if bk == nil {
 			return nil
 		}
+		// Count first, so that a long answer is allocated once.
 		c := bk.Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			if recordTS(v) < since {
-				break
+		n, size := 0, 0
+		k, v := c.Last()
+		for ; k != nil && recordTS(v) >= since && n < limit; k, v = c.Prev() {
+			if len(recordKey(v)) > 0 {
+				n++
+				size += len(v)
 			}
+		}
+		if n == 0 {
+			return nil
+		}
+		keyed = make([]KeyedMessage, 0, n)
+		payloads := make([]byte, 0, size) // they must outlive the transaction
+		for k, v = c.Last(); k != nil && len(keyed) < n; k, v = c.Prev() {
 			key := recordKey(v)
 			if len(key) == 0 {
 				continue
@@ -581,11 +596,10 @@ func (s *Bolt) Keys(ctx context.Context, room string, q KeyQuery) ([]KeyedMessag
 				return errCorrupt
 			}
 			m := r.message(keyID(k), q.Topic)
-			m.Payload = bytes.Clone(r.payload) // must outlive the transaction
+			start := len(payloads)
+			payloads = append(payloads, r.payload...)
+			m.Payload = payloads[start:len(payloads):len(payloads)]
 			keyed = append(keyed, KeyedMessage{Key: string(key), Message: m})
-			if len(keyed) == q.Limit {
-				break
-			}
 		}
 		return nil
 	})

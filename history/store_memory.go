@@ -150,17 +150,26 @@ func (s *Memory) Keys(ctx context.Context, room string, q KeyQuery) ([]KeyedMess
 		return nil, err
 	}
 	since := max(unixNano(q.Since), s.ret.cutoff())
-	var keyed []KeyedMessage
+	limit := q.Limit
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	for i := len(t.recs) - 1; i >= 0 && t.recs[i].ts >= since; i-- {
-		r := &t.recs[i]
-		if r.key == "" {
-			continue
+	// Count first, so that a long answer is allocated once.
+	n, end := 0, len(t.recs)
+	for ; end > 0 && t.recs[end-1].ts >= since && n < limit; end-- {
+		if t.recs[end-1].key != "" {
+			n++
 		}
-		keyed = append(keyed, KeyedMessage{Key: r.key, Message: r.message(q.Topic)})
-		if len(keyed) == q.Limit {
-			break
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	keyed := make([]KeyedMessage, 0, n)
+	for i := len(t.recs) - 1; i >= end; i-- {
+		if r := &t.recs[i]; r.key != "" {
+			keyed = append(keyed, KeyedMessage{Key: r.key, Message: r.message(q.Topic)})
 		}
 	}
 	return keyed, nil

@@ -260,10 +260,10 @@ func (h *Hub) loadKeys(ctx context.Context, room string, t *topicState, now time
 			}
 			return &pubsub.Error{Code: pubsub.CodeInternal, Message: "reading idempotency keys from history", Err: err}
 		}
+		t.dedup.reserve(len(keyed))
 		for i := len(keyed) - 1; i >= 0; i-- { // oldest first, as publishes add them
 			k := &keyed[i]
-			m := new(pubsub.Message)
-			*m = k.Message
+			m := &k.Message                 // the entries share keyed's array
 			m.Timestamp = m.Timestamp.UTC() // as the hub confirmed it
 			at := m.Timestamp.UnixNano()
 			kh := dedupHash(h.seed, maphash.String(h.seed, m.From), k.Key)
