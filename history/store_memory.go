@@ -18,9 +18,9 @@ var _ KeyStore = (*Memory)(nil)
 // For each room and topic it holds a slice of compact records sorted by id,
 // so a query is a binary search for its anchor followed by a short walk. A
 // message with a 100-byte payload and no recipients or metadata costs about
-// 195 bytes. A message appended with an idempotency key ([Memory.AppendKey])
-// keeps it in its record, so that a hub opened later on the same Memory
-// answers a retry of it with the original (see [KeyStore]).
+// 180 bytes. A message appended with an idempotency key ([Memory.AppendKey])
+// keeps it, for about 50 bytes more, so that a hub opened later on the same
+// Memory answers a retry of it with the original (see [KeyStore]).
 //
 // Append keeps the payload, recipients and metadata of the message it is
 // given without copying them (see [Store].Append). Messages returned by
@@ -61,16 +61,16 @@ type record struct {
 	id      int64
 	ts      int64 // Unix nanoseconds; noTime for the zero time
 	from    string
-	key     string // idempotency key; empty when appended without one
 	payload []byte
-	ext     *recordExt // nil when the message has neither To nor Metadata
+	ext     *recordExt // nil when the message has no To, Metadata or key
 }
 
 // recordExt holds the parts most messages lack, so that they cost one
-// pointer in a record rather than two slice and map headers.
+// pointer in a record rather than two slice and map headers and a string.
 type recordExt struct {
-	to []string
-	md map[string]string
+	to  []string
+	md  map[string]string
+	key string // idempotency key; empty when appended without one
 }
 
 // NewMemory returns an empty in-memory store that applies the retention in
@@ -102,7 +102,12 @@ func (s *Memory) AppendKey(ctx context.Context, room string, m pubsub.Message, k
 		return err
 	}
 	r := newRecord(&m)
-	r.key = key
+	if key != "" {
+		if r.ext == nil {
+			r.ext = new(recordExt)
+		}
+		r.ext.key = key
+	}
 	cutoff := s.ret.cutoff()
 	t.mu.Lock()
 	t.insert(r)
@@ -159,7 +164,7 @@ func (s *Memory) Keys(ctx context.Context, room string, q KeyQuery) ([]KeyedMess
 	// Count first, so that a long answer is allocated once.
 	n, end := 0, len(t.recs)
 	for ; end > 0 && t.recs[end-1].ts >= since && n < limit; end-- {
-		if t.recs[end-1].key != "" {
+		if t.recs[end-1].key() != "" {
 			n++
 		}
 	}
@@ -168,8 +173,8 @@ func (s *Memory) Keys(ctx context.Context, room string, q KeyQuery) ([]KeyedMess
 	}
 	keyed := make([]KeyedMessage, 0, n)
 	for i := len(t.recs) - 1; i >= end; i-- {
-		if r := &t.recs[i]; r.key != "" {
-			keyed = append(keyed, KeyedMessage{Key: r.key, Message: r.message(q.Topic)})
+		if r := &t.recs[i]; r.key() != "" {
+			keyed = append(keyed, KeyedMessage{Key: r.key(), Message: r.message(q.Topic)})
 		}
 	}
 	return keyed, nil
@@ -241,6 +246,14 @@ func newRecord(m *pubsub.Message) record {
 		}
 	}
 	return r
+}
+
+// key returns the idempotency key r was appended with, or "".
+func (r *record) key() string {
+	if r.ext == nil {
+		return ""
+	}
+	return r.ext.key
 }
 
 func (r *record) message(topic string) pubsub.Message {
