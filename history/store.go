@@ -197,10 +197,11 @@ type Pipeliner interface {
 // store holds, and answers it with the original message instead of
 // publishing a second copy. Both stores of this package implement it.
 //
-// A hub asks Keys for one topic the first time a keyed publish reaches it,
-// for the messages within its deduplication window, so the cost is a short
-// walk back from the newest message of the topics that are published to,
-// paid once per topic; topics nobody publishes to cost nothing.
+// A hub opened on the store calls Keys for a topic when the first keyed
+// publish reaches it, asking for the messages within its deduplication
+// window: a walk back from the topic's newest message, paid once per topic
+// that is published to. Opening a hub reads no keys, however many topics
+// the store holds.
 type KeyStore interface {
 	Store
 
