@@ -69,7 +69,9 @@ type Options struct {
 	// hub opened later on the same Store confirms a retry of it, within the
 	// window, with the stored message. That is what makes a retry safe
 	// after a crash between the commit and the reply. The keys of publishes
-	// kept out of history (Persist(false)) live in memory only.
+	// kept out of history (Persist(false)) live in memory only. While the
+	// Store cannot read a topic's keys, keyed publishes to that topic fail
+	// with INTERNAL_ERROR rather than risk a duplicate.
 	DedupWindow time.Duration
 
 	// DedupKeys bounds the idempotency keys remembered per room and topic:
