@@ -12,7 +12,7 @@ func (s *Bolt) BulkAppend(room string, msgs []pubsub.Message) error {
 	reqs := make([]boltAppend, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
-		reqs[i] = boltAppend{bucket: topicBucket(room, m.Topic), id: int64(m.ID), value: encodeRecord(m)}
+		reqs[i] = boltAppend{bucket: topicBucket(room, m.Topic), id: int64(m.ID), value: encodeRecord(m, "")}
 	}
 	var maxID int64
 	err := s.db.Update(func(tx *bolt.Tx) error {

@@ -33,6 +33,15 @@
 // keeps only recent context (cursors, presence) publishes with
 // Persist(false) instead.
 //
+// # Idempotency keys
+//
+// A store that implements [KeyStore], as both stores here do, keeps the
+// idempotency key of a publish with its message, in the same commit, and
+// lists the keyed messages of a topic newest first. A hub opened on such a
+// store answers the retry of a publish the store already holds (one whose
+// reply was lost when the previous hub stopped or crashed) with the
+// original message instead of storing a second copy.
+//
 // # Concurrency
 //
 // Stores are safe for concurrent use. The hub calls Append for one room and
@@ -173,7 +182,55 @@ func emptyPage() pubsub.HistoryPage {
 // become visible to Query in the order they were enqueued, never one without
 // all those enqueued before it. A hub calls Enqueue in id order under its
 // topic lock and waits outside it.
+//
+// key is the idempotency key m was published with, or empty. A store that
+// is also a [KeyStore] commits it with m, as AppendKey does; others ignore
+// it.
 type Pipeliner interface {
 	Store
-	Enqueue(room string, m pubsub.Message) (wait func(ctx context.Context) error)
+	Enqueue(room string, m pubsub.Message, key string) (wait func(ctx context.Context) error)
+}
+
+// KeyStore is implemented by stores that keep the idempotency key of a
+// publish with its message, in the same commit, so that a hub opened on the
+// store after a restart or a crash still recognizes a retry of a publish the
+// store holds, and answers it with the original message instead of
+// publishing a second copy. Both stores of this package implement it.
+//
+// A hub opened on the store calls Keys for a topic when the first keyed
+// publish reaches it, asking for the messages within its deduplication
+// window: a walk back from the topic's newest message, paid once per topic
+// that is published to. Opening a hub reads no keys, however many topics
+// the store holds.
+type KeyStore interface {
+	Store
+
+	// AppendKey is Append for a message published with the idempotency key
+	// key: when it returns nil, m and key are stored together (for a
+	// durable store, in the same commit) and Keys finds them. An empty key
+	// makes it Append.
+	AppendKey(ctx context.Context, room string, m pubsub.Message, key string) error
+
+	// Keys returns the messages of room and q.Topic that were stored with
+	// a key, newest first. It walks the topic back from its newest message
+	// in id order and stops at the first message stamped before q.Since,
+	// or once it has q.Limit keyed messages; messages without a key are
+	// skipped but still end the walk when they are too old. Retention
+	// applies as for Query: an expired message is never returned. An
+	// unknown topic has no keys, not an error.
+	Keys(ctx context.Context, room string, q KeyQuery) ([]KeyedMessage, error)
+}
+
+// KeyQuery asks for the keyed messages of one topic.
+type KeyQuery struct {
+	Topic string
+	Since time.Time // only messages stamped at Since or later
+	Limit int       // at most this many; zero or negative means no limit
+}
+
+// KeyedMessage is a stored message with the idempotency key it was
+// published with. Its From is the client the key belongs to.
+type KeyedMessage struct {
+	Key     string
+	Message pubsub.Message
 }

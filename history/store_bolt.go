@@ -18,7 +18,10 @@ import (
 	"github.com/plazahq/plaza/pubsub"
 )
 
-var _ Pipeliner = (*Bolt)(nil)
+var (
+	_ Pipeliner = (*Bolt)(nil)
+	_ KeyStore  = (*Bolt)(nil)
+)
 
 // BoltOptions configure [OpenBolt].
 type BoltOptions struct {
@@ -44,11 +47,25 @@ const DefaultOpenTimeout = time.Second
 //     is the length of the room name as a uvarint, the room name, then the
 //     topic name, so names containing ':' or any other byte never collide.
 //     Its keys are message ids, 8 bytes big-endian; its values are the
-//     messages in a compact binary form, about 16 bytes plus the payload.
+//     messages in a compact binary form, about 16 bytes plus the payload,
+//     with the idempotency key of a message appended with one (AppendKey).
 //   - "counts" holds the number of messages of each topic bucket, under the
 //     same name, so that retention by count needs no scan.
 //   - "meta" holds the highest id ever stored (which retention never
 //     lowers) and the version of the layout.
+//
+// This is layout version 2, which added idempotency keys to the messages.
+// OpenBolt upgrades a version 1 file in place by rewriting its version
+// number alone: version 1 messages read unchanged. Older releases refuse a
+// version 2 file.
+//
+// # Idempotency keys
+//
+// A key is committed in the same transaction as its message, inside the
+// message's value, so a message and its key are stored together or not at
+// all. Keys finds them by walking a topic back from its newest message, the
+// same walk as a history page; there is no separate index to keep, so a
+// publish costs no more than the key's bytes.
 //
 // # Durability
 //
@@ -114,7 +131,7 @@ var (
 )
 
 // boltVersion is the version of the file layout described on [Bolt].
-const boltVersion = 1
+const boltVersion = 2
 
 // OpenBolt opens the history file at path, creating it if it does not
 // exist. It fails with an error that says the file is in use when another
@@ -155,8 +172,8 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	return s, nil
 }
 
-// init creates the top-level buckets, checks the layout version and loads
-// MaxID.
+// init creates the top-level buckets, checks the layout version (upgrading
+// version 1) and loads MaxID.
 func (s *Bolt) init(tx *bolt.Tx) error {
 	for _, name := range [][]byte{bucketTopics, bucketCounts, bucketMeta} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -165,7 +182,9 @@ func (s *Bolt) init(tx *bolt.Tx) error {
 	}
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get(keyVersion); {
-	case v == nil:
+	case v == nil || len(v) == 8 && binary.BigEndian.Uint64(v) == 1:
+		// A new file, or version 1, whose records version 2 reads as
+		// they are.
 		if err := meta.Put(keyVersion, binary.BigEndian.AppendUint64(nil, boltVersion)); err != nil {
 			return err
 		}
@@ -191,15 +210,21 @@ func topicBucket(room, topic string) []byte {
 // Append stores m and returns when it is on stable storage. If ctx ends
 // first, Append returns ctx's error, and m may or may not be stored.
 func (s *Bolt) Append(ctx context.Context, room string, m pubsub.Message) error {
+	return s.AppendKey(ctx, room, m, "")
+}
+
+// AppendKey implements [KeyStore]: it is Append, with key stored in m's
+// record.
+func (s *Bolt) AppendKey(ctx context.Context, room string, m pubsub.Message, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.Enqueue(room, m)(ctx)
+	return s.Enqueue(room, m, key)(ctx)
 }
 
-// Enqueue implements [Pipeliner]: it queues m for the next commit and
-// returns a function that waits for that commit.
-func (s *Bolt) Enqueue(room string, m pubsub.Message) func(context.Context) error {
+// Enqueue implements [Pipeliner]: it queues m, with key in its record, for
+// the next commit and returns a function that waits for that commit.
+func (s *Bolt) Enqueue(room string, m pubsub.Message, key string) func(context.Context) error {
 	if m.ID <= 0 {
 		return failed(errNoID)
 	}
@@ -207,7 +232,7 @@ func (s *Bolt) Enqueue(room string, m pubsub.Message) func(context.Context) erro
 	if len(name) > bolt.MaxKeySize {
 		return failed(pubsub.Errorf(pubsub.CodeInternal, "history: room and topic names are longer than %d bytes", bolt.MaxKeySize))
 	}
-	req := boltAppend{bucket: name, id: int64(m.ID), value: encodeRecord(&m)}
+	req := boltAppend{bucket: name, id: int64(m.ID), value: encodeRecord(&m, key)}
 
 	s.mu.Lock()
 	if s.closed {
@@ -520,6 +545,71 @@ func boltQuery(c *bolt.Cursor, q *Query, cutoff int64) (page pubsub.HistoryPage,
 		page.Messages[i] = m
 	}
 	return page, expired, nil
+}
+
+// Keys implements [KeyStore]. It reads a consistent snapshot and does not
+// wait for appends in flight.
+func (s *Bolt) Keys(ctx context.Context, room string, q KeyQuery) ([]KeyedMessage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if s.isClosed() {
+		return nil, errClosed
+	}
+	name := topicBucket(room, q.Topic)
+	since := max(unixNano(q.Since), s.ret.cutoff())
+	limit := q.Limit
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
+	var keyed []KeyedMessage
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if len(name) > bolt.MaxKeySize {
+			return nil
+		}
+		bk := tx.Bucket(bucketTopics).Bucket(name)
+		if bk == nil {
+			return nil
+		}
+		// Count first, so that a long answer is allocated once.
+		c := bk.Cursor()
+		n, size := 0, 0
+		k, v := c.Last()
+		for ; k != nil && recordTS(v) >= since && n < limit; k, v = c.Prev() {
+			if len(recordKey(v)) > 0 {
+				n++
+				size += len(v)
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		keyed = make([]KeyedMessage, 0, n)
+		payloads := make([]byte, 0, size) // they must outlive the transaction
+		for k, v = c.Last(); k != nil && len(keyed) < n; k, v = c.Prev() {
+			key := recordKey(v)
+			if len(key) == 0 {
+				continue
+			}
+			r, err := parseRecord(v)
+			if err != nil || len(k) != 8 {
+				return errCorrupt
+			}
+			m := r.message(keyID(k), q.Topic)
+			start := len(payloads)
+			payloads = append(payloads, r.payload...)
+			m.Payload = payloads[start:len(payloads):len(payloads)]
+			keyed = append(keyed, KeyedMessage{Key: string(key), Message: m})
+		}
+		return nil
+	})
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return nil, errClosed
+	}
+	if err != nil {
+		return nil, pubsub.Errorf(pubsub.CodeInternal, "history: keys %s: %w", s.path, err)
+	}
+	return keyed, nil
 }
 
 // MaxID returns the highest id ever stored, including ids that retention

@@ -12,6 +12,8 @@ import (
 // big-endian, so that byte order is id order. The value is
 //
 //	timestamp   8 bytes big-endian, Unix nanoseconds (noTime for the zero time)
+//	key         only for a message stored with an idempotency key: the two
+//	            bytes keyMarker, then uvarint length, bytes
 //	from        uvarint length, bytes
 //	to          uvarint count, then per recipient uvarint length, bytes
 //	metadata    uvarint count, then per entry (sorted by key) key and value,
@@ -19,9 +21,18 @@ import (
 //	payload     the rest
 //
 // The timestamp comes first so that retention reads it without decoding the
-// rest. A value is about 16 bytes longer than its payload.
+// rest. A value is about 16 bytes longer than its payload, plus the key and
+// 3 bytes when there is one.
+//
+// Layout version 1 had no key field. Its records read unchanged: keyMarker
+// is an over-long uvarint zero, which no encoder writes, so no from field of
+// theirs starts with it. A message without a key is still stored in exactly
+// the version 1 form.
 
 var errCorrupt = errors.New("history: corrupt record")
+
+// keyMarker starts the key field of a record.
+var keyMarker = [2]byte{0x80, 0x00}
 
 func idKey(id int64) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(id))
@@ -29,9 +40,13 @@ func idKey(id int64) []byte {
 
 func keyID(k []byte) int64 { return int64(binary.BigEndian.Uint64(k)) }
 
-// encodeRecord returns the stored value of m.
-func encodeRecord(m *pubsub.Message) []byte {
+// encodeRecord returns the stored value of m, published with the
+// idempotency key key (or none, when key is empty).
+func encodeRecord(m *pubsub.Message, key string) []byte {
 	n := 8 + binary.MaxVarintLen64*3 + len(m.From) + len(m.Payload)
+	if key != "" {
+		n += len(keyMarker) + binary.MaxVarintLen64 + len(key)
+	}
 	for _, to := range m.To {
 		n += binary.MaxVarintLen64 + len(to)
 	}
@@ -40,6 +55,10 @@ func encodeRecord(m *pubsub.Message) []byte {
 	}
 	b := make([]byte, 0, n)
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(m.Timestamp)))
+	if key != "" {
+		b = append(b, keyMarker[:]...)
+		b = appendString(b, key)
+	}
 	b = appendString(b, m.From)
 	b = binary.AppendUvarint(b, uint64(len(m.To)))
 	for _, to := range m.To {
@@ -73,10 +92,21 @@ func recordTS(v []byte) int64 {
 	return int64(binary.BigEndian.Uint64(v))
 }
 
+// recordKey returns the idempotency key of a stored value, empty when it
+// has none or the value is damaged, without decoding the rest.
+func recordKey(v []byte) []byte {
+	if len(v) < 8+len(keyMarker) || [2]byte(v[8:]) != keyMarker {
+		return nil
+	}
+	k, _, _ := cutString(v[8+len(keyMarker):])
+	return k
+}
+
 // recordView is a stored value split into its parts, without copying: it is
 // valid only as long as the value is (in bolt, until its transaction ends).
 type recordView struct {
 	ts      int64
+	key     []byte // empty when the message was stored without one
 	from    []byte
 	to      []byte // the recipients, still encoded
 	nTo     int
@@ -93,6 +123,11 @@ func parseRecord(v []byte) (recordView, error) {
 	r.ts = int64(binary.BigEndian.Uint64(v))
 	p := v[8:]
 	var ok bool
+	if len(p) >= len(keyMarker) && [2]byte(p) == keyMarker {
+		if r.key, p, ok = cutString(p[len(keyMarker):]); !ok {
+			return r, errCorrupt
+		}
+	}
 	if r.from, p, ok = cutString(p); !ok {
 		return r, errCorrupt
 	}

@@ -11,14 +11,16 @@ import (
 	"github.com/plazahq/plaza/pubsub"
 )
 
-var _ Store = (*Memory)(nil)
+var _ KeyStore = (*Memory)(nil)
 
 // Memory is a [Store] that keeps history in the memory of the process.
 //
 // For each room and topic it holds a slice of compact records sorted by id,
 // so a query is a binary search for its anchor followed by a short walk. A
 // message with a 100-byte payload and no recipients or metadata costs about
-// 180 bytes.
+// 180 bytes. A message appended with an idempotency key ([Memory.AppendKey])
+// keeps it, for about 50 bytes more, so that a hub opened later on the same
+// Memory answers a retry of it with the original (see [KeyStore]).
 //
 // Append keeps the payload, recipients and metadata of the message it is
 // given without copying them (see [Store].Append). Messages returned by
@@ -60,14 +62,15 @@ type record struct {
 	ts      int64 // Unix nanoseconds; noTime for the zero time
 	from    string
 	payload []byte
-	ext     *recordExt // nil when the message has neither To nor Metadata
+	ext     *recordExt // nil when the message has no To, Metadata or key
 }
 
 // recordExt holds the parts most messages lack, so that they cost one
-// pointer in a record rather than two slice and map headers.
+// pointer in a record rather than two slice and map headers and a string.
 type recordExt struct {
-	to []string
-	md map[string]string
+	to  []string
+	md  map[string]string
+	key string // idempotency key; empty when appended without one
 }
 
 // NewMemory returns an empty in-memory store that applies the retention in
@@ -82,6 +85,12 @@ func NewMemory(opts Options) *Memory {
 // Append stores m. An id below the newest of its topic is inserted in place;
 // an id already stored replaces that message.
 func (s *Memory) Append(ctx context.Context, room string, m pubsub.Message) error {
+	return s.AppendKey(ctx, room, m, "")
+}
+
+// AppendKey implements [KeyStore]: it is Append, with key kept in m's
+// record.
+func (s *Memory) AppendKey(ctx context.Context, room string, m pubsub.Message, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -93,6 +102,12 @@ func (s *Memory) Append(ctx context.Context, room string, m pubsub.Message) erro
 		return err
 	}
 	r := newRecord(&m)
+	if key != "" {
+		if r.ext == nil {
+			r.ext = new(recordExt)
+		}
+		r.ext.key = key
+	}
 	cutoff := s.ret.cutoff()
 	t.mu.Lock()
 	t.insert(r)
@@ -128,6 +143,41 @@ func (s *Memory) Query(ctx context.Context, room string, q Query) (pubsub.Histor
 		t.mu.Unlock()
 	}
 	return page, nil
+}
+
+// Keys implements [KeyStore].
+func (s *Memory) Keys(ctx context.Context, room string, q KeyQuery) ([]KeyedMessage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t, err := s.topic(room, q.Topic, false)
+	if err != nil || t == nil {
+		return nil, err
+	}
+	since := max(unixNano(q.Since), s.ret.cutoff())
+	limit := q.Limit
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	// Count first, so that a long answer is allocated once.
+	n, end := 0, len(t.recs)
+	for ; end > 0 && t.recs[end-1].ts >= since && n < limit; end-- {
+		if t.recs[end-1].key() != "" {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	keyed := make([]KeyedMessage, 0, n)
+	for i := len(t.recs) - 1; i >= end; i-- {
+		if r := &t.recs[i]; r.key() != "" {
+			keyed = append(keyed, KeyedMessage{Key: r.key(), Message: r.message(q.Topic)})
+		}
+	}
+	return keyed, nil
 }
 
 // MaxID returns the highest id ever appended, including ids that retention
@@ -196,6 +246,14 @@ func newRecord(m *pubsub.Message) record {
 		}
 	}
 	return r
+}
+
+// key returns the idempotency key r was appended with, or "".
+func (r *record) key() string {
+	if r.ext == nil {
+		return ""
+	}
+	return r.ext.key
 }
 
 func (r *record) message(topic string) pubsub.Message {

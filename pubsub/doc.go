@@ -74,7 +74,10 @@
 // A publish or history call that fails with NETWORK_ERROR is tried again up
 // to three times (JoinOptions.Retries). A publish carries one idempotency key
 // across its attempts and the hub confirms a repeated key with the message it
-// already published, so a retry never duplicates a message.
+// already published, so a retry never duplicates a message. With durable
+// history that holds even when the hub stored the message and then
+// restarted or crashed before replying: the key is stored with the message
+// (see package transport/memory).
 //
 // When its connection is lost the Room reconnects by itself, with backoff and
 // jitter, subscribes again to every topic with its current caps, and its

@@ -15,7 +15,10 @@
 // HasMore at every boundary, sender and recipient filters, isolation of rooms
 // and topics, retention by count and by age, MaxID, concurrent use, Close), so
 // a failure names what broke and `go test -run 'TestStore/Before'` reruns just
-// that part.
+// that part. The subtests whose names start with Keys check the idempotency
+// keys of a [history.KeyStore] (stored with their messages, found newest
+// first, bounded by Since and Limit, subject to retention); they skip a store
+// that is not one.
 //
 // # What the suite assumes
 //
@@ -69,6 +72,12 @@ func Run(t *testing.T, newStore func(t *testing.T, opts history.Options) history
 		{"MaxIDSurvivesRetention", testMaxID},
 		{"Concurrent", testConcurrent},
 		{"Closed", testClosed},
+		{"Keys", testKeys},
+		{"KeysSinceAndLimit", testKeysSinceAndLimit},
+		{"KeysRetention", testKeysRetention},
+		{"KeysReplace", testKeysReplace},
+		{"KeysConcurrent", testKeysConcurrent},
+		{"KeysClosed", testKeysClosed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

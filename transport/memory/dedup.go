@@ -2,6 +2,7 @@ package memory
 
 import (
 	"hash/maphash"
+	"math/bits"
 
 	"github.com/plazahq/plaza/pubsub"
 )
@@ -92,9 +93,24 @@ func (d *dedupSet) add(h uint64, exists bool, key string, m *pubsub.Message, now
 }
 
 // grow doubles the ring.
-func (d *dedupSet) grow() {
+func (d *dedupSet) grow() { d.resize(max(2*len(d.ring), 16)) }
+
+// reserve makes room for n more entries at once.
+func (d *dedupSet) reserve(n int) {
+	live := int(d.tail - d.head)
+	if d.pos == nil {
+		d.pos = make(map[uint64]uint64, n)
+	}
+	if live+n > len(d.ring) {
+		d.resize(max(1<<bits.Len(uint(live+n-1)), 16))
+	}
+}
+
+// resize moves the entries to a ring of size n, a power of two that holds
+// them.
+func (d *dedupSet) resize(n int) {
 	old := d.ring
-	d.ring = make([]dedupEntry, max(2*len(old), 16))
+	d.ring = make([]dedupEntry, n)
 	for p := d.head; p < d.tail; p++ {
 		*d.at(p) = old[p&uint64(len(old)-1)]
 	}

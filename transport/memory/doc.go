@@ -49,6 +49,18 @@
 // returns only once the message is on disk. A retry of a publish still
 // waiting for its commit waits for it and returns the same message.
 //
+// Idempotency keys survive the hub. With a store that keeps them
+// (history.KeyStore, as both stores of package history do), the key of a
+// persisted publish is committed with its message, and a hub opened later
+// on the same store reads a topic's keys back when the first keyed publish
+// reaches that topic: those within the window ([Options.DedupWindow], at
+// most [Options.DedupKeys] per topic), newest first. So when a hub commits
+// a publish and stops or crashes before its reply is sent, the retry to the
+// next hub is confirmed with the stored message instead of being published
+// again. Keys are read back only during the new hub's first window, after
+// which none of the old ones can still count; the keys of publishes kept
+// out of history live in memory only.
+//
 // # Ids
 //
 // Message ids are snowflake ids (package github.com/bwmarrin/snowflake)

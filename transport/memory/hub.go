@@ -62,13 +62,24 @@ type Options struct {
 	// a publish repeating the room, topic, client and key of a publish
 	// confirmed within the window is confirmed with the same message and not
 	// published again. Zero means 2 minutes.
+	//
+	// The window outlives the hub when Store keeps keys (a
+	// history.KeyStore, as both stores of package history are) and the
+	// publish was persisted: the key is committed with the message, and a
+	// hub opened later on the same Store confirms a retry of it, within the
+	// window, with the stored message. That is what makes a retry safe
+	// after a crash between the commit and the reply. The keys of publishes
+	// kept out of history (Persist(false)) live in memory only. While the
+	// Store cannot read a topic's keys, keyed publishes to that topic fail
+	// with INTERNAL_ERROR rather than risk a duplicate.
 	DedupWindow time.Duration
 
 	// DedupKeys bounds the idempotency keys remembered per room and topic:
 	// beyond it the oldest are forgotten even within DedupWindow, so memory
 	// stays bounded however fast a topic is published to. A retry comes
 	// within seconds; it is missed only if more than DedupKeys keyed
-	// publishes reached its topic in between. Zero means 65536.
+	// publishes reached its topic in between. A hub opened on a Store that
+	// keeps keys reads back at most this many per topic. Zero means 65536.
 	DedupKeys int
 
 	// MaxSubscriptions is the most topics and patterns one connection may
@@ -100,9 +111,15 @@ type Stats struct {
 // Hub is an in-process hub. Create one with [New]; the zero value is not
 // usable. A Hub is safe for concurrent use.
 type Hub struct {
-	store     history.Store
-	pipe      history.Pipeliner // store, when it pipelines commits
-	ownStore  bool
+	store    history.Store
+	pipe     history.Pipeliner // store, when it pipelines commits
+	ownStore bool
+	// keys is the store when it keeps idempotency keys and may hold some
+	// from an earlier hub; nil for a store the hub created. Until
+	// keysUntil (Unix nanoseconds: the hub's start plus its window), the
+	// first keyed publish to a topic loads that topic's keys from it.
+	keys      history.KeyStore
+	keysUntil int64
 	clock     pubsub.Clock
 	ids       *snowid.Generator
 	authorize func(context.Context, pubsub.Access) error
@@ -117,6 +134,11 @@ type Hub struct {
 	roomKeep time.Duration
 
 	seed maphash.Seed // for idempotency key hashes
+
+	// afterCommit, set only by tests, is called with every persisted
+	// message once the store has committed it, before the publish is
+	// fanned out and answered.
+	afterCommit func(*pubsub.Message)
 
 	closed atomic.Bool
 	timers sync.WaitGroup // armed rate cap timers
@@ -168,7 +190,9 @@ type idleRoom struct {
 }
 
 // New returns a hub configured by opts. It reads the highest id in the
-// store, so that it never hands out an id at or below it.
+// store, so that it never hands out an id at or below it. It reads no
+// idempotency keys: a topic's are read when the first keyed publish
+// reaches it (see Options.DedupWindow).
 func New(opts Options) (*Hub, error) {
 	switch {
 	case opts.NodeID < 0 || opts.NodeID > snowid.MaxNode:
@@ -236,6 +260,10 @@ func New(opts Options) (*Hub, error) {
 	}
 	h.ids.SetFloor(floor)
 	h.pipe, _ = h.store.(history.Pipeliner)
+	if ks, ok := h.store.(history.KeyStore); ok && !h.ownStore {
+		h.keys = ks
+		h.keysUntil = h.clock.Now().Add(h.dedup).UnixNano()
+	}
 	return h, nil
 }
 

@@ -2,12 +2,14 @@ package memory
 
 import (
 	"context"
+	"hash/maphash"
 	"math"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -24,7 +26,8 @@ type topicState struct {
 	list []*sub         // the same, for fan-out
 	lim  *rate.Limiter  // Options.PublishRate; nil when there is none
 
-	dedup dedupSet // idempotency keys
+	dedup      dedupSet // idempotency keys
+	keysLoaded bool     // the keys an earlier hub stored are in dedup
 
 	// With a history.Pipeliner store, a persisted publish waits for its
 	// commit outside mu, and publishes then complete in id order through a
@@ -88,6 +91,12 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 	var kh uint64
 	var exists bool
 	if key != "" {
+		if !t.keysLoaded && h.keys != nil {
+			if err := h.loadKeys(ctx, c.r.name, t, now); err != nil {
+				t.mu.Unlock()
+				return pubsub.Message{}, err
+			}
+		}
 		kh = dedupHash(h.seed, c.idHash, key)
 		var m *pubsub.Message
 		if m, exists = t.dedup.lookup(kh, c.id, key, nowNs, window); m != nil {
@@ -139,12 +148,21 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 		return h.publishChained(ctx, c, t, m, key, now)
 	}
 	if m.Persisted {
-		if err := h.store.Append(ctx, c.r.name, *m); err != nil {
+		var err error
+		if h.keys != nil && key != "" {
+			err = h.keys.AppendKey(ctx, c.r.name, *m, key)
+		} else {
+			err = h.store.Append(ctx, c.r.name, *m)
+		}
+		if err != nil {
 			t.mu.Unlock()
 			if ctx.Err() != nil {
 				return pubsub.Message{}, ctxErr("publish", ctx.Err())
 			}
 			return pubsub.Message{}, &pubsub.Error{Code: pubsub.CodeInternal, Message: "appending to history", Err: err}
+		}
+		if h.afterCommit != nil {
+			h.afterCommit(m)
 		}
 	}
 	var f fanout
@@ -178,7 +196,7 @@ func (h *Hub) finish(c *conn, f *fanout, now time.Time) {
 func (h *Hub) publishChained(ctx context.Context, c *conn, t *topicState, m *pubsub.Message, key string, now time.Time) (pubsub.Message, error) {
 	wait := func(context.Context) error { return nil }
 	if m.Persisted {
-		wait = h.pipe.Enqueue(c.r.name, *m) // in id order, under t.mu
+		wait = h.pipe.Enqueue(c.r.name, *m, key) // in id order, under t.mu
 	}
 	prev, done := t.tail, make(chan struct{})
 	t.tail = done
@@ -195,6 +213,9 @@ func (h *Hub) publishChained(ctx context.Context, c *conn, t *topicState, m *pub
 	// The commit is bounded by the disk, and the message may be stored
 	// whatever ctx does, so wait for it regardless and report the truth.
 	err := wait(context.Background())
+	if err == nil && m.Persisted && h.afterCommit != nil {
+		h.afterCommit(m)
+	}
 	if prev != nil {
 		<-prev
 	}
@@ -223,6 +244,36 @@ func (h *Hub) publishChained(ctx context.Context, c *conn, t *topicState, m *pub
 	}
 	h.finish(c, &f, now)
 	return *m, nil
+}
+
+// loadKeys puts into t.dedup the idempotency keys that earlier hubs stored
+// with their messages in t's topic, within the window at now, and marks t
+// loaded. Once the hub has run for a window there is nothing left to load.
+// Call it with t.mu held, before the topic's first keyed publish.
+func (h *Hub) loadKeys(ctx context.Context, room string, t *topicState, now time.Time) error {
+	window := int64(h.dedup)
+	if now.UnixNano() < h.keysUntil {
+		keyed, err := h.keys.Keys(ctx, room, history.KeyQuery{Topic: t.name, Since: now.Add(-h.dedup), Limit: h.dedupKeys})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctxErr("publish", ctx.Err())
+			}
+			return &pubsub.Error{Code: pubsub.CodeInternal, Message: "reading idempotency keys from history", Err: err}
+		}
+		t.dedup.reserve(len(keyed))
+		for i := len(keyed) - 1; i >= 0; i-- { // oldest first, as publishes add them
+			k := &keyed[i]
+			m := &k.Message                 // the entries share keyed's array
+			m.Timestamp = m.Timestamp.UTC() // as the hub confirmed it
+			at := m.Timestamp.UnixNano()
+			kh := dedupHash(h.seed, maphash.String(h.seed, m.From), k.Key)
+			_, exists := t.dedup.lookup(kh, m.From, k.Key, at, window)
+			t.dedup.add(kh, exists, k.Key, m, at, h.dedupKeys)
+		}
+		t.dedup.expire(now.UnixNano(), window)
+	}
+	t.keysLoaded = true
+	return nil
 }
 
 // retryAfter says how long until lim has a token at now.
