@@ -16,7 +16,9 @@
 // listening on any other address.
 //
 // History lives in the folder of -data (./plaza-data by default), in
-// history.db. Only one server can use a folder at a time; a second one fails
+// history.db, beside key-secret, the secret that keeps the client ids of bare
+// keys the same across restarts (so a retried publish is still recognized).
+// Only one server can use a folder at a time; a second one fails
 // at once with an error that says so. To start afresh, stop the server and
 // delete the folder.
 //
@@ -27,11 +29,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"log/slog"
 	"net"
@@ -112,6 +116,7 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	var store history.Store
+	var secret []byte // nil with -memory: a new one each run
 	if !cfg.memory {
 		if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 			return err
@@ -126,6 +131,9 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 		}
 		defer b.Close() // last: after the hub
 		store = b
+		if secret, err = keySecret(filepath.Join(cfg.data, "key-secret")); err != nil {
+			return err
+		}
 	}
 	hub, err := memory.New(memory.Options{
 		Store: store,
@@ -144,6 +152,7 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 	}
 	srv := network.NewServer(hub, network.Options{
 		Keys:             func(string) (network.RoomKeys, bool) { return keys, true },
+		KeySecret:        secret,
 		PublishPerMinute: cfg.publishPerMinute,
 		OriginPatterns:   cfg.origins,
 		Logger:           logger,
@@ -236,4 +245,25 @@ From Go (a Room over WebSocket, ws://%[1]s/{room}/ws; README.md's "A Go client" 
 
 Stop with Ctrl-C.
 `, addr, cfg.publishKey, cfg.subscribeKey, where)
+}
+
+// keySecret reads the server's key secret from path, creating it with 32
+// random bytes on the first run. It keeps the client ids of bare keys the
+// same across restarts, so the hub still recognizes a retried publish.
+func keySecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("writing the key secret: %w", err)
+	}
+	return b, nil
 }

@@ -51,9 +51,9 @@ const (
 // keyIdentity authenticates a credential against the keys of a room. The
 // credential is "<key>" or "<key>:<name>": the name, when there is one,
 // becomes the client id; a bare key gets "key-" and 12 hex digits of an HMAC
-// of it under a secret of the server's, the same for every request with that
-// key while the server runs, so that idempotency keys of HTTP publishes made
-// with it work across retries, and not computable by anyone else. Names
+// of it under a secret of the server's (Options.KeySecret), the same for every
+// request with that key, so that idempotency keys of HTTP publishes made with
+// it work across retries, and not computable by anyone else. Names
 // starting with "key-" are reserved for those ids.
 func (s *Server) keyIdentity(room, cred string) (Identity, error) {
 	keys, ok := s.opts.Keys(room)
@@ -73,7 +73,7 @@ func (s *Server) keyIdentity(room, cred string) (Identity, error) {
 		return Identity{}, pubsub.Errorf(pubsub.CodeUnauthenticated, "unknown room or key")
 	}
 	if !named {
-		mac := hmac.New(sha256.New, s.keyMAC[:])
+		mac := hmac.New(sha256.New, s.keyMAC)
 		mac.Write([]byte(key))
 		name = "key-" + hex.EncodeToString(mac.Sum(nil)[:6])
 	} else if strings.HasPrefix(name, "key-") {

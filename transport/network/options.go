@@ -54,6 +54,16 @@ type Options struct {
 	// request and connection and should be fast.
 	Keys func(room string) (RoomKeys, bool)
 
+	// KeySecret is the secret under which a bare key ("<key>" without a
+	// name) is turned into its client id, "key-" and 12 hex digits of an
+	// HMAC of the key. Give a stable secret of at least 32 random bytes,
+	// kept beside the history, so that those ids stay the same across
+	// restarts: the hub recognizes a retried publish by client id and
+	// idempotency key, so with a new secret a retry that straddles a
+	// restart is published again. Nil means a random secret per Server.
+	// Only used with Keys.
+	KeySecret []byte
+
 	// PublishPerMinute caps the HTTP publishes (POST …/publish) of each
 	// room, whoever sends them, over a rolling minute: a publish beyond it
 	// fails with RATE_LIMIT_EXCEEDED (HTTP 429) and a Retry-After of the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,7 +29,7 @@ type Server struct {
 	sseCache encodeCache // SSE events
 	limiter  publishLimiter
 	sockets  socketTable
-	keyMAC   [32]byte // secret for the client ids of bare keys
+	keyMAC   []byte // secret for the client ids of bare keys
 
 	mu       sync.Mutex
 	conns    map[*serverConn]struct{}
@@ -51,7 +52,11 @@ func NewServer(t pubsub.Transport, opts Options) *Server {
 	}
 	if opts.Keys != nil {
 		s.opts.Authenticate = s.authenticateKeys
-		_, _ = rand.Read(s.keyMAC[:])
+		s.keyMAC = slices.Clone(opts.KeySecret)
+		if len(s.keyMAC) == 0 {
+			s.keyMAC = make([]byte, 32)
+			_, _ = rand.Read(s.keyMAC)
+		}
 	}
 	s.sseCache.encode = appendEvent
 	s.sockets.init()
