@@ -1,0 +1,2 @@
+// Package socketio serves Plaza to Socket.IO clients.
+package socketio
