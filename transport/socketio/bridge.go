@@ -21,7 +21,7 @@ type bridge struct {
 	app string
 
 	mu       sync.Mutex
-	room     *lazyRoom // nil until the first channel
+	room     *lazyRoom   // nil until the first channel
 	hist     pubsub.Conn // reads history for recoveries; nil until one
 	channels map[string]*channelSub
 	closed   bool
