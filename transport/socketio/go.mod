@@ -3,6 +3,7 @@ module github.com/plazahq/plaza/transport/socketio
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/google/go-cmp v0.7.0
 	github.com/plazahq/plaza v0.0.0
 	github.com/zishang520/socket.io/parsers/engine/v3 v3.0.6

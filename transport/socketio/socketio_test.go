@@ -219,3 +219,168 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("Stats().Delivered = %d, want %d", got, clients*events)
 	}
 }
+
+// seqBody is a publish of order.updated on orders.42 with data {seq: i}.
+func seqBody(i int) string {
+	return fmt.Sprintf(`{"channel":"orders.42","event":"order.updated","data":{"seq":%d}}`, i)
+}
+
+// seqs waits for client id to receive the order.updated events of seq
+// from, from+1, …, to-1, and fails on any other.
+func (n *nodeClients) seqs(id string, from, to int) {
+	n.tb.Helper()
+	for want := from; want < to; want++ {
+		r := n.event(id, "order.updated")
+		if got := firstArg(r)["seq"]; got != float64(want) {
+			n.tb.Fatalf("%s received seq %v, want %d", id, got, want)
+		}
+	}
+}
+
+func TestReconnectingClientIsResubscribed(t *testing.T) {
+	f := newFixture(t, Options{PublishPerMinute: -1})
+	app := f.app(t)
+	n := startNode(t, f.ts.URL)
+	fast := map[string]any{"reconnectionDelay": 50, "reconnectionDelayMax": 100}
+	for i, transports := range transportLists {
+		t.Run(fmt.Sprint(transports), func(t *testing.T) {
+			id := fmt.Sprint("c", i)
+			n.connect(id, transports, app.AppID, app.SubscribeKey, fast)
+			n.connected(id)
+			n.subscribe(id, "orders.42")
+			f.mustPublish(t, app, seqBody(0))
+			n.seqs(id, 0, 1)
+
+			n.send(map[string]any{"op": "drop", "id": id})
+			waitFor(t, "the server to see the client go", func() bool { return f.srv.Stats().Connected == 0 })
+			f.mustPublish(t, app, seqBody(1)) // while it is away, or just back
+			f.mustPublish(t, app, seqBody(2))
+			if r := n.connected(id); r["recovered"] != true {
+				t.Errorf("reconnect: recovered = %v, want true", r["recovered"])
+			}
+			f.mustPublish(t, app, seqBody(3)) // without a new "subscribe"
+			n.seqs(id, 1, 4)
+			n.send(map[string]any{"op": "close", "id": id})
+			waitFor(t, "the client to go", func() bool { return f.srv.Stats().Connected == 0 })
+		})
+	}
+	if got := f.srv.Stats().Recovered; got != uint64(len(transportLists)) {
+		t.Errorf("Stats().Recovered = %d, want %d", got, len(transportLists))
+	}
+}
+
+// TestRecoveryReplaysFromHistory checks that a client away for longer than
+// any in-memory buffer would allow, on a channel quiet since it subscribed,
+// gets back exactly what it missed, then live messages.
+func TestRecoveryReplaysFromHistory(t *testing.T) {
+	f := newFixture(t, Options{PublishPerMinute: -1, RecoveryLimit: 30})
+	app := f.app(t)
+	n := startNode(t, f.ts.URL)
+	manual := map[string]any{"reconnection": false}
+	n.connect("c", []string{"websocket"}, app.AppID, app.SubscribeKey, manual)
+	n.connected("c")
+	n.subscribe("c", "orders.42")
+	n.subscribe("c", "orders.43")
+	f.clock.Advance(90 * time.Second) // quiet since the subscription
+
+	n.send(map[string]any{"op": "drop", "id": "c"})
+	n.wait("the disconnect", func(r report) bool { return r["id"] == "c" && r.str("type") == "disconnect" })
+	waitFor(t, "the server to see the client go", func() bool { return f.srv.Stats().Connected == 0 })
+	for i := range 3 {
+		f.mustPublish(t, app, seqBody(i))
+	}
+	f.mustPublish(t, app, `{"channel":"orders.43","event":"order.updated","data":{"seq":-1}}`)
+	f.mustPublish(t, app, `{"channel":"orders.44","event":"order.updated","data":{"seq":-2}}`) // not subscribed
+	f.clock.Advance(time.Minute)
+
+	n.send(map[string]any{"op": "reconnect", "id": "c"})
+	if r := n.connected("c"); r["recovered"] != true {
+		t.Fatalf("reconnect: recovered = %v, want true", r["recovered"])
+	}
+	n.seqs("c", 0, 3)
+	if r := n.event("c", "order.updated"); firstArg(r)["seq"] != float64(-1) {
+		t.Errorf("after orders.42, got %v; want the missed orders.43 message", r["args"])
+	}
+	f.mustPublish(t, app, seqBody(3))
+	n.seqs("c", 3, 4)
+}
+
+func TestRecoveryWindowExpires(t *testing.T) {
+	f := newFixture(t, Options{PublishPerMinute: -1})
+	app := f.app(t)
+	n := startNode(t, f.ts.URL)
+	n.connect("c", []string{"websocket"}, app.AppID, app.SubscribeKey, map[string]any{"reconnection": false})
+	n.connected("c")
+	n.subscribe("c", "orders.42")
+	n.send(map[string]any{"op": "drop", "id": "c"})
+	waitFor(t, "the server to see the client go", func() bool { return f.srv.Stats().Connected == 0 })
+	f.mustPublish(t, app, seqBody(0))
+	f.clock.Advance(DefaultRecoveryWindow)
+
+	n.send(map[string]any{"op": "reconnect", "id": "c"})
+	if r := n.connected("c"); r["recovered"] != false {
+		t.Fatalf("reconnect after the window: recovered = %v, want false", r["recovered"])
+	}
+	f.mustPublish(t, app, seqBody(1))
+	n.subscribe("c", "orders.42") // a new session: the client subscribes again
+	f.mustPublish(t, app, seqBody(2))
+	n.seqs("c", 2, 3)
+	n.none("events from before the new subscription", func(r report) bool {
+		return r["id"] == "c" && r.str("event") == "order.updated" && firstArg(r)["seq"] != float64(2)
+	})
+}
+
+func TestSubscribeProtocol(t *testing.T) {
+	f := newFixture(t, Options{PublishPerMinute: -1, MaxSubscriptions: 2})
+	app := f.app(t)
+	n := startNode(t, f.ts.URL)
+	n.connect("c", []string{"websocket"}, app.AppID, app.SubscribeKey)
+	n.connected("c")
+
+	emit := func(event string, arg any, ack bool) {
+		n.send(map[string]any{"op": "emit", "id": "c", "event": event, "args": []any{arg}, "ack": ack})
+	}
+	subscribeError := func(what, code string) {
+		t.Helper()
+		r := n.event("c", "subscribe_error")
+		if e := firstArg(r); e["code"] != code || e["message"] == "" {
+			t.Errorf("%s: subscribe_error %v, want code %s and a message", what, r["args"], code)
+		}
+	}
+	emit("subscribe", "orders 42", false)
+	subscribeError("a bad channel name", "INVALID_TOPIC_NAME")
+	emit("subscribe", 42, false)
+	subscribeError("a number", "INVALID_TOPIC_NAME")
+
+	// {channel} works as well as a string; an acknowledgement gets the answer too.
+	emit("subscribe", map[string]any{"channel": "orders.42"}, true)
+	n.event("c", "subscribed")
+	if r := n.wait("the ack", func(r report) bool { return r.str("type") == "ack" }); firstArg(r)["channel"] != "orders.42" {
+		t.Errorf("ack of subscribe = %v, want {channel: orders.42}", r["args"])
+	}
+	n.subscribe("c", "orders.42") // again: still one subscription
+	n.subscribe("c", "orders.43")
+	emit("subscribe", "orders.44", true)
+	subscribeError("a third channel", "TOO_MANY_SUBSCRIPTIONS")
+	if r := n.wait("the ack", func(r report) bool { return r.str("type") == "ack" }); r["args"] == nil || firstArg(r)["error"] == nil {
+		t.Errorf("ack of a refused subscribe = %v, want {channel, error}", r["args"])
+	}
+
+	f.mustPublish(t, app, seqBody(0))
+	n.seqs("c", 0, 1) // once, though subscribed twice
+	emit("unsubscribe", "orders.42", false)
+	if r := n.event("c", "unsubscribed"); firstArg(r)["channel"] != "orders.42" {
+		t.Errorf("unsubscribed %v", r["args"])
+	}
+	emit("unsubscribe", "never.subscribed", false)
+	n.event("c", "unsubscribed")
+	f.mustPublish(t, app, seqBody(1))                                                         // not delivered
+	f.mustPublish(t, app, `{"channel":"orders.43","event":"order.updated","data":{"seq":2}}`) // delivered
+	n.seqs("c", 2, 3)
+	waitFor(t, "the hub subscription of orders.42 to end", func() bool {
+		b, _ := f.srv.bridge(app.AppID)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.channels["orders.42"] == nil && b.channels["orders.43"] != nil
+	})
+}

@@ -9,6 +9,7 @@
 //   {"op":"emit","id":"c1","event":"subscribe","args":["orders.42"],"ack":true}
 //   {"op":"drop","id":"c1"}     closes the connection under the socket, as a network failure would
 //   {"op":"close","id":"c1"}    socket.close()
+//   {"op":"reconnect","id":"c1"} socket.connect(), after a drop without automatic reconnection
 //   {"op":"fetch","id":"f1","url":"http://…","init":{…fetch() init…}}
 //   {"op":"swarm","id":"s","url":"http://…","n":200,"opts":{…},"channel":"…","event":"…","expect":500}
 //   {"op":"report","id":"s"}
@@ -92,6 +93,9 @@ async function run(cmd) {
       break;
     case "close":
       socket.close();
+      break;
+    case "reconnect":
+      socket.connect();
       break;
     case "fetch": {
       try {
