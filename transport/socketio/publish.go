@@ -26,6 +26,10 @@ const DefaultEvent = "message"
 // MaxEventLen is the longest event name, in bytes.
 const MaxEventLen = 128
 
+// publishReadTimeout bounds the time a POST /publish body may take to
+// arrive.
+const publishReadTimeout = 30 * time.Second
+
 // maxPublishBody bounds the body of POST /publish: the largest data, plus
 // room for the channel, the event and JSON escaping.
 const maxPublishBody = 2 * pubsub.MaxPayloadBytes
@@ -152,6 +156,8 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		fail(w, perr)
 		return
 	}
+	// A body must arrive promptly, whatever the http.Server's timeouts.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(publishReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBody))
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
