@@ -26,14 +26,17 @@ type fixture struct {
 }
 
 // newFixture starts a fixture with opts, on a fake clock unless opts has a
-// Clock; hopts configure the hub. Everything stops when the test ends.
-func newFixture(tb testing.TB, opts Options, hopts ...memory.Options) *fixture {
+// Clock. Everything stops when the test ends.
+func newFixture(tb testing.TB, opts Options) *fixture {
+	tb.Helper()
+	return newFixtureWith(tb, opts, memory.Options{}, nil)
+}
+
+// newFixtureWith is newFixture with hub options ho and, when wrap is set,
+// the Server on wrap(hub) instead of the hub.
+func newFixtureWith(tb testing.TB, opts Options, ho memory.Options, wrap func(pubsub.Transport) pubsub.Transport) *fixture {
 	tb.Helper()
 	f := &fixture{reg: openRegistry(tb)}
-	var ho memory.Options
-	if len(hopts) > 0 {
-		ho = hopts[0]
-	}
 	if opts.Clock == nil {
 		f.clock = fakeclock.New(t0)
 		opts.Clock = f.clock
@@ -46,7 +49,11 @@ func newFixture(tb testing.TB, opts Options, hopts ...memory.Options) *fixture {
 		tb.Fatalf("memory.New() = %v", err)
 	}
 	f.hub = hub
-	f.srv, err = New(hub, f.reg, opts)
+	var t pubsub.Transport = hub
+	if wrap != nil {
+		t = wrap(hub)
+	}
+	f.srv, err = New(t, f.reg, opts)
 	if err != nil {
 		tb.Fatalf("New() = %v", err)
 	}
