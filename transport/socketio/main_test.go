@@ -9,6 +9,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if dialect := os.Getenv(benchServerEnv); dialect != "" {
+		os.Exit(benchServer(dialect)) // a child of BenchmarkFanout
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -166,7 +166,12 @@ type Server struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 
-	mu         sync.Mutex
+	mu    sync.Mutex
+	gates sync.Map // engine.Socket → *connectGate, until its socket connects
+	// testHookDrain, when set, runs after every write an Engine.IO
+	// connection hands to its transport, on the writing goroutine.
+	testHookDrain atomic.Pointer[func()]
+
 	bridges    map[string]*bridge   // app → its listener
 	publishers map[string]*lazyRoom // app → its publishing Room
 
@@ -257,6 +262,7 @@ func New(t pubsub.Transport, reg *Registry, opts Options) (*Server, error) {
 	s.io.Use(s.authenticate)
 	_ = s.io.On("connection", s.onConnection)
 	s.engine = s.io.ServeHandler(nil)
+	_ = s.io.Engine().On("connection", s.onEngineConnection)
 	s.stopWatch = reg.watch(s.appChanged)
 	return s, nil
 }

@@ -7,9 +7,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
 
 	"github.com/plazahq/plaza/pubsub"
 )
@@ -49,6 +52,82 @@ type socketState struct {
 type socketChannel struct {
 	sub   *channelSub
 	since pubsub.ID // messages up to since came before the subscription
+}
+
+// connectGate holds back what a client sends after its CONNECT until the
+// Socket.IO library has registered the client's socket. The library writes
+// the CONNECT answer before it registers the socket, and drops (closing the
+// connection) a packet that arrives in between; socket.io-client sends the
+// emits it buffered, such as the seed's "subscribe", as soon as it reads
+// that answer, so under load some clients lost their connection, and their
+// subscription, right after connecting.
+type connectGate struct {
+	open  atomic.Bool
+	ready chan struct{} // closed when open is set
+	done  chan struct{} // closed when the connection closes
+}
+
+// connectGateTimeout bounds how long a packet waits at a connectGate: as
+// long as authentication may take, and then the library decides.
+const connectGateTimeout = joinTimeout
+
+// onEngineConnection puts a connectGate in front of the library's handler
+// of what a new Engine.IO connection receives.
+func (s *Server) onEngineConnection(args ...any) {
+	if len(args) == 0 {
+		return
+	}
+	conn, ok := args[0].(engine.Socket)
+	if !ok {
+		return
+	}
+	g := &connectGate{ready: make(chan struct{}), done: make(chan struct{})}
+	s.gates.Store(conn, g)
+	handlers := conn.Listeners("data")
+	conn.RemoveAllListeners("data")
+	_ = conn.On("data", func(a ...any) {
+		if !g.open.Load() && len(a) > 0 && !isConnectPacket(a[0]) {
+			t := time.NewTimer(connectGateTimeout)
+			select {
+			case <-g.ready:
+			case <-g.done:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		for _, h := range handlers {
+			h(a...)
+		}
+	})
+	_ = conn.Once("close", func(...any) {
+		s.gates.Delete(conn)
+		close(g.done)
+	})
+	if hook := s.testHookDrain.Load(); hook != nil {
+		_ = conn.On("drain", func(...any) { (*hook)() })
+	}
+}
+
+// openGate lets through what the client of sock sent after its CONNECT.
+func (s *Server) openGate(sock *socket.Socket) {
+	if v, ok := s.gates.LoadAndDelete(sock.Conn()); ok {
+		g := v.(*connectGate)
+		g.open.Store(true)
+		close(g.ready)
+	}
+}
+
+// isConnectPacket reports whether data, a message of the Engine.IO
+// connection, is a Socket.IO CONNECT packet.
+func isConnectPacket(data any) bool {
+	switch d := data.(type) {
+	case string:
+		return strings.HasPrefix(d, "0")
+	case *types.StringBuffer:
+		b := d.Bytes()
+		return len(b) > 0 && b[0] == '0'
+	}
+	return false
 }
 
 // authenticate is the Socket.IO middleware that checks the handshake auth
@@ -105,6 +184,7 @@ func (s *Server) onConnection(args ...any) {
 		sock.Disconnect(true)
 		return
 	}
+	s.openGate(sock)
 	s.stats.connected.Add(1)
 	s.watchQueue(sock, st)
 	sock.Join(appRoom(st.app))
