@@ -356,7 +356,7 @@ func (s *Server) appChanged(appID string, gone KeyKind) {
 	if gone == KeyPublish {
 		return // publishers present the key with every request
 	}
-	s.io.In(appRoom(appID)).DisconnectSockets(true)
+	s.dropClients(appID)
 	if gone != "" {
 		return
 	}
@@ -376,6 +376,24 @@ func (s *Server) appChanged(appID string, gone KeyKind) {
 	}
 	if p != nil {
 		p.leave(ctx)
+	}
+}
+
+// dropClients closes the connections of app's Socket.IO clients as a
+// network failure would: socket.io-client reconnects at once, and learns
+// from connect_error why its key no longer works. (A Socket.IO disconnect
+// would race the closing connection, and a client that read it would stay
+// disconnected without a word.)
+func (s *Server) dropClients(app string) {
+	nsp := s.io.Sockets()
+	ids, ok := nsp.Adapter().Rooms().Load(appRoom(app))
+	if !ok {
+		return
+	}
+	for _, id := range ids.Keys() {
+		if sock, ok := nsp.Sockets().Load(id); ok {
+			sock.Conn().Close(true)
+		}
 	}
 }
 
