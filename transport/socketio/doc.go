@@ -114,9 +114,9 @@
 //
 // # Efficiency
 //
-// The Server holds one hub connection per app with subscribers, as
-// [Options.ListenerID], subscribed once to each channel that has Socket.IO
-// clients, and hands each message to Socket.IO once per channel, which
+// The Server holds one hub connection per app that has had Socket.IO
+// clients since it started, as [Options.ListenerID], subscribed once to
+// each channel that has clients now, and hands each message to Socket.IO once per channel, which
 // encodes it once for all of them. Most of the cost per delivery is the
 // library's: on loopback, with 1000 clients of one channel, the Server spends
 // about four times the CPU per delivery of transport/network's protocol on

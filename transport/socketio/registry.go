@@ -113,7 +113,8 @@ type RegistryOptions struct {
 // SHA-256 hashes (a fast hash suffices for random keys of that length), and
 // compared in constant time.
 //
-// Create one with [OpenRegistry]; close it after the Servers that use it.
+// Create one with [OpenRegistry]; the zero value is not usable. Close it
+// after the Servers that use it.
 // A Registry is safe for concurrent use; one file can be open in only one
 // Registry at a time, so a command line tool cannot change the apps of a
 // running server's file: it goes through the admin API ([NewAdmin]) instead.

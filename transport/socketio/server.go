@@ -150,8 +150,9 @@ const (
 
 // Server serves the apps of a [Registry] to Socket.IO clients and to HTTP
 // publishers, over any pubsub.Transport. See the package documentation for
-// the protocol. Create one with [New]; it is an http.Handler for [Path] and
-// [PublishPath]. A Server is safe for concurrent use.
+// the protocol. Create one with [New]; the zero value is not usable. It is
+// an http.Handler for [Path] and [PublishPath]. A Server is safe for
+// concurrent use.
 type Server struct {
 	t    pubsub.Transport
 	reg  *Registry
