@@ -117,6 +117,13 @@ func (b *bridge) acquire(ctx context.Context, channel string) (*channelSub, erro
 		sub, err = lr.room.Subscribe(ctx, channel, b.deliver)
 	}
 	b.mu.Lock()
+	select {
+	case <-lr.ready:
+		if lr.err != nil && b.room == lr {
+			b.room = nil // the next subscribe tries to join again
+		}
+	default:
+	}
 	c.sub, c.err = sub, err
 	close(c.ready)
 	if err != nil && b.channels[channel] == c {

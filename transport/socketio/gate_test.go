@@ -2,7 +2,9 @@ package socketio
 
 import (
 	"context"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/plazahq/plaza/pubsub"
@@ -120,4 +122,34 @@ func TestRecoveryDeliversInFlightMessagesOnce(t *testing.T) {
 	f.mustPublish(t, app, seqBody(2))
 	n.seqs("a", 2, 3) // live; seqs fails on a second seq 1 before it
 	n.seqs("b", 2, 3)
+}
+
+// failFirst fails the first Connect of the listener, as a hub that is
+// briefly unreachable would.
+type failFirst struct {
+	pubsub.Transport
+	failed atomic.Bool
+}
+
+func (f *failFirst) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
+	if req.ClientID == DefaultListenerID && !f.failed.Swap(true) {
+		return nil, pubsub.Errorf(pubsub.CodeNetworkError, "the hub is unreachable")
+	}
+	return f.Transport.Connect(ctx, req)
+}
+
+func TestSubscribeAfterTheHubWasUnreachable(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, Options{}, memory.Options{}, func(t pubsub.Transport) pubsub.Transport { return &failFirst{Transport: t} })
+	app := f.app(t)
+	addr := strings.TrimPrefix(f.ts.URL, "http://")
+	_, err := dialSocketIO(ctxT(t), addr, app.AppID, app.SubscribeKey, "orders.42")
+	if err == nil || !strings.Contains(err.Error(), "subscribe_error") || !strings.Contains(err.Error(), "NETWORK_ERROR") {
+		t.Fatalf("subscribing while the hub is unreachable: %v, want subscribe_error NETWORK_ERROR", err)
+	}
+	ws, err := dialSocketIO(ctxT(t), addr, app.AppID, app.SubscribeKey, "orders.42")
+	if err != nil {
+		t.Fatalf("subscribing once the hub is back: %v", err)
+	}
+	ws.CloseNow()
 }

@@ -2,6 +2,7 @@ package socketio
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -94,5 +95,30 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	f.mustPublish(t, app, seqBody(3*queue))
 	if p := fast.poll(); !strings.Contains(p, "order.updated") {
 		t.Errorf("after the drop, the other client polled %q", p)
+	}
+}
+
+// TestFastConsumerIsKept sends a WebSocket client that keeps up many times
+// its SendQueue: what was written no longer counts against it.
+func TestFastConsumerIsKept(t *testing.T) {
+	t.Parallel()
+	const queue = 4
+	f := newFixture(t, Options{SendQueue: queue, PublishPerMinute: -1})
+	app := f.app(t)
+	ctx := ctxT(t)
+	ws, err := dialSocketIO(ctx, strings.TrimPrefix(f.ts.URL, "http://"), app.AppID, app.SubscribeKey, "orders.42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	for i := range 25 * queue {
+		f.mustPublish(t, app, seqBody(i))
+		_, data, err := ws.Read(ctx)
+		if err != nil || !strings.Contains(string(data), fmt.Sprintf(`{"seq":%d}`, i)) {
+			t.Fatalf("event %d: %q, %v", i, data, err)
+		}
+	}
+	if got := f.srv.Stats().SlowConsumers; got != 0 {
+		t.Errorf("Stats().SlowConsumers = %d for a client that kept up", got)
 	}
 }
