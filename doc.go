@@ -17,6 +17,9 @@
 //   - transport/network: the same hub served over WebSocket (and HTTP) to
 //     other processes and browsers, and a client Transport that reaches it.
 //   - transport/transporttest: the conformance suite every Transport passes.
+//   - transport/socketio (a module of its own): the hub in the dialect of a
+//     Socket.IO service, for socket.io-client subscribers and backends
+//     that POST /publish with an App ID and a publish key.
 //
 // A minimal program:
 //
