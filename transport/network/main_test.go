@@ -123,6 +123,31 @@ func ctxT(tb testing.TB) context.Context {
 	return ctx
 }
 
+// recv returns the next value from ch; it fails the test, naming what it
+// waited for, when none comes within waitTimeout.
+func recv[T any](tb testing.TB, ch <-chan T, what string) T {
+	tb.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		tb.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+	}
+	var zero T
+	return zero
+}
+
+// shutdown shuts srv down within waitTimeout; it fails the test when that
+// is not enough.
+func shutdown(tb testing.TB, srv *Server) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		tb.Errorf("Shutdown() = %v", err)
+	}
+}
+
 // waitFor waits until cond holds, polling; it fails the test after
 // waitTimeout. It synchronizes with background work and measures nothing.
 func waitFor(tb testing.TB, what string, cond func() bool) {
