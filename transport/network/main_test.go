@@ -22,8 +22,9 @@ func TestMain(m *testing.M) {
 }
 
 // waitTimeout bounds every wait for something that should happen; it guards
-// against deadlocks and measures nothing.
-const waitTimeout = 10 * time.Second
+// against deadlocks, generous enough for a loaded machine, and measures
+// nothing.
+const waitTimeout = 20 * time.Second
 
 // t0 is where fake clocks start.
 var t0 = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)

@@ -74,7 +74,7 @@ func TestSSEResumeKeepsLiveNonPersisted(t *testing.T) {
 	releaseOnce := sync.OnceFunc(func() { close(release) })
 	defer releaseOnce() // a test that fails early must not leave the handler waiting
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	pc, err := hub.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "pub"})
 	if err != nil {
@@ -114,7 +114,7 @@ func TestSSEResumeKeepsLiveNonPersisted(t *testing.T) {
 	}
 	c := readSSE(t, resp)
 	got := map[pubsub.ID]bool{}
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(waitTimeout)
 loop:
 	for len(got) < 2 {
 		select {
