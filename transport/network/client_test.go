@@ -223,7 +223,7 @@ func statusCode(c int) websocket.StatusCode { return websocket.StatusCode(c) }
 // default read limit.
 func TestClientReadsFullPageOfLargeMessages(t *testing.T) {
 	f := newFixture(t, memory.Options{}, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	hc, err := f.hub.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "pub"})
 	if err != nil {

@@ -244,10 +244,14 @@ func (c *sseClient) next() sseEvent {
 }
 
 // message returns the next message event, skipping comments, and checks
-// that its id field is the message's id.
+// that its id field is the message's id. Heartbeats do not keep it waiting
+// past waitTimeout.
 func (c *sseClient) message() pubsub.Message {
 	c.tb.Helper()
-	for {
+	for deadline := time.Now().Add(waitTimeout); ; {
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("no message on the stream within %v, only comments", waitTimeout)
+		}
 		ev := c.next()
 		if ev.comment {
 			continue
@@ -270,7 +274,10 @@ func (c *sseClient) message() pubsub.Message {
 // the end of the stream.
 func (c *sseClient) expectError(code pubsub.Code) {
 	c.tb.Helper()
-	for {
+	for deadline := time.Now().Add(waitTimeout); ; {
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("no error event on the stream within %v", waitTimeout)
+		}
 		ev := c.next()
 		if ev.comment || ev.event == "" {
 			continue

@@ -576,7 +576,7 @@ func TestIdleLongerThanWriteTimeout(t *testing.T) {
 func TestMaxConnections(t *testing.T) {
 	t.Parallel()
 	f := newKeyFixture(t, memory.Options{}, Options{MaxConnections: 1})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	first, err := f.client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: lobbySub + ":a"})
 	if err != nil {
@@ -589,7 +589,7 @@ func TestMaxConnections(t *testing.T) {
 		t.Error("second WebSocket beyond MaxConnections was accepted")
 	}
 	first.Close()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for {
 		c, err := f.client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: lobbySub + ":c"})
 		if err == nil {
