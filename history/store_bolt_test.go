@@ -21,6 +21,10 @@ import (
 	"github.com/plazahq/plaza/pubsub"
 )
 
+// waitTimeout bounds every wait for something that should happen: a
+// deadlock guard, generous enough for a loaded machine, not a measurement.
+const waitTimeout = 20 * time.Second
+
 func openBolt(t testing.TB, path string, opts history.BoltOptions) *history.Bolt {
 	t.Helper()
 	s, err := history.OpenBolt(path, opts)
@@ -179,7 +183,16 @@ func TestBoltRetentionBoundsFile(t *testing.T) {
 				}
 			}()
 		}
-		wg.Wait()
+		done := make(chan struct{})
+		go func() {
+			wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(waitTimeout):
+			t.Fatalf("the appenders still running after %v", waitTimeout)
+		}
 	}
 	size := func() int64 {
 		fi, err := os.Stat(path)
@@ -201,7 +214,10 @@ func TestBoltRetentionBoundsFile(t *testing.T) {
 	for i := range topics {
 		q := history.Query{Topic: fmt.Sprintf("topic%d", i), Limit: pubsub.MaxHistoryLimit}
 		n := 0
-		for {
+		for pages := 0; ; pages++ {
+			if pages > maxMessages {
+				t.Fatalf("paging through %q: more pages than messages", q.Topic)
+			}
 			page, err := s.Query(ctx, "room", q)
 			if err != nil {
 				t.Fatal(err)

@@ -78,7 +78,10 @@ func benchRooms(b *testing.B, n int) {
 	for i := range b.N {
 		if i%32 == 0 {
 			for k := range counts {
-				for int64(i)-counts[k].Load() > window {
+				for stuck := time.Now().Add(waitTimeout); int64(i)-counts[k].Load() > window; {
+					if time.Now().After(stuck) {
+						b.Fatalf("subscriber %d received %d of %d messages, then nothing for %v", k, counts[k].Load(), i, waitTimeout)
+					}
 					time.Sleep(10 * time.Microsecond)
 				}
 			}
@@ -87,7 +90,7 @@ func benchRooms(b *testing.B, n int) {
 			b.Fatal(err)
 		}
 	}
-	<-done
+	recv(b, done, "every delivery")
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if s := hub.Stats().SlowConsumers; s != 0 {

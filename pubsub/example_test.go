@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
 )
 
 func Example() {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	hub, _ := memory.New(memory.Options{})
 	defer hub.Close()
 
@@ -19,12 +21,16 @@ func Example() {
 	bob, _ := pubsub.Join(ctx, hub, "lobby", &pubsub.JoinOptions{ClientID: "bob"})
 	defer bob.Leave(ctx)
 
-	got := make(chan pubsub.Message)
+	got := make(chan pubsub.Message, 1)
 	bob.Subscribe(ctx, "chat", func(m pubsub.Message) { got <- m })
 
 	sent, _ := alice.Publish(ctx, "chat", map[string]string{"text": "hello"})
-	m := <-got
-	fmt.Println(m.From, string(m.Payload), m.ID == sent.ID)
+	select {
+	case m := <-got:
+		fmt.Println(m.From, string(m.Payload), m.ID == sent.ID)
+	case <-ctx.Done():
+		fmt.Println("nothing received:", ctx.Err())
+	}
 
 	page, _ := bob.GetHistory(ctx, "chat")
 	fmt.Println(len(page.Messages), page.HasMore)
@@ -91,7 +97,8 @@ func ExampleRoom_GetHistory() {
 }
 
 func ExampleRoom_Subscribe() {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	hub, _ := memory.New(memory.Options{})
 	defer hub.Close()
 	alice, _ := pubsub.Join(ctx, hub, "lobby", &pubsub.JoinOptions{ClientID: "alice"})
@@ -110,7 +117,11 @@ func ExampleRoom_Subscribe() {
 	alice.Publish(ctx, "users", "not under user:")
 	alice.Publish(ctx, "user:123:events", map[string]string{"type": "login"})
 	alice.Publish(ctx, "user:123", "online")
-	<-done
+	select {
+	case <-done:
+	case <-ctx.Done():
+		fmt.Println("not all received:", ctx.Err())
+	}
 	sub.Unsubscribe(ctx)
 	// Output:
 	// user:123:events {"type":"login"}
@@ -118,7 +129,8 @@ func ExampleRoom_Subscribe() {
 }
 
 func ExampleSubscribe() {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	hub, _ := memory.New(memory.Options{})
 	defer hub.Close()
 	alice, _ := pubsub.Join(ctx, hub, "lobby", &pubsub.JoinOptions{ClientID: "alice"})
@@ -135,7 +147,11 @@ func ExampleSubscribe() {
 		close(done)
 	})
 	alice.Publish(ctx, "chat", chatPayload{Text: "typed hello"})
-	<-done
+	select {
+	case <-done:
+	case <-ctx.Done():
+		fmt.Println("nothing received:", ctx.Err())
+	}
 	// Output:
 	// alice: typed hello
 }

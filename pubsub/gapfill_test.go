@@ -30,10 +30,10 @@ func (r *recorder) list() []string {
 	return append([]string(nil), r.got...)
 }
 
-// waitUntil polls cond until it holds, failing after a deadlock guard.
+// waitUntil polls cond until it holds, failing after waitTimeout.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -200,12 +200,14 @@ func TestOnErrorMayCallTheRoom(t *testing.T) {
 	var r *pubsub.Room
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	r, err := pubsub.Join(context.Background(), tr, "lobby", &pubsub.JoinOptions{
+	ctx, cancel := ctxWait()
+	defer cancel()
+	r, err := pubsub.Join(ctx, tr, "lobby", &pubsub.JoinOptions{
 		ClientID: "bob", ReconnectMin: time.Millisecond,
 		OnError: func(error) {
-			<-ready
+			<-ready // closed right after Join returns
 			_ = r.Err()
-			done <- r.Leave(context.Background()) // from the Room's own goroutine
+			done <- r.Leave(ctx) // from the Room's own goroutine
 		},
 	})
 	if err != nil {
@@ -213,12 +215,7 @@ func TestOnErrorMayCallTheRoom(t *testing.T) {
 	}
 	close(ready)
 	hub.Disconnect("lobby", "bob")
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Leave() from OnError = %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("OnError calling Err and Leave never returned")
+	if err := recv(t, done, "OnError calling Err and Leave to return"); err != nil {
+		t.Errorf("Leave() from OnError = %v", err)
 	}
 }

@@ -16,6 +16,29 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// waitTimeout bounds every wait for something that should happen: a
+// deadlock guard, generous enough for a loaded machine, not a measurement.
+const waitTimeout = 20 * time.Second
+
+// recv returns the next value from ch; it fails the test, naming what it
+// waited for, when none comes within waitTimeout.
+func recv[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+	}
+	var zero T
+	return zero
+}
+
+// ctxWait returns a context that ends after waitTimeout.
+func ctxWait() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), waitTimeout)
+}
+
 func newHub(t testing.TB) *memory.Hub {
 	t.Helper()
 	hub, err := memory.New(memory.Options{})
@@ -32,11 +55,19 @@ func join(t testing.TB, tr pubsub.Transport, id string, opts *pubsub.JoinOptions
 		opts = &pubsub.JoinOptions{}
 	}
 	opts.ClientID = id
-	r, err := pubsub.Join(context.Background(), tr, "lobby", opts)
+	ctx, cancel := ctxWait()
+	defer cancel()
+	r, err := pubsub.Join(ctx, tr, "lobby", opts)
 	if err != nil {
 		t.Fatalf("Join(%q) = %v", id, err)
 	}
-	t.Cleanup(func() { r.Leave(context.Background()) })
+	t.Cleanup(func() {
+		ctx, cancel := ctxWait()
+		defer cancel()
+		if err := r.Leave(ctx); err != nil {
+			t.Errorf("Leave() as %q = %v", id, err)
+		}
+	})
 	return r
 }
 
@@ -78,10 +109,10 @@ func TestTypedSubscribe(t *testing.T) {
 	if _, err := alice.Publish(ctx, "cursor", point{3, 4}); err != nil {
 		t.Fatal(err)
 	}
-	if p := <-got; p != (point{3, 4}) {
+	if p := recv(t, got, "the typed handler's point"); p != (point{3, 4}) {
 		t.Errorf("typed handler got %+v, want {3 4}", p)
 	}
-	if err := <-errs; !errors.Is(err, pubsub.ErrInvalidPayload) {
+	if err := recv(t, errs, "OnError's decoding error"); !errors.Is(err, pubsub.ErrInvalidPayload) {
 		t.Errorf("OnError got %v, want INVALID_PAYLOAD for the undecodable payload", err)
 	}
 }
@@ -115,14 +146,14 @@ func TestPatternSubscribe(t *testing.T) {
 		select {
 		case name := <-got:
 			topics = append(topics, name)
-		case <-time.After(5 * time.Second):
-			t.Fatalf("pattern handler got %q, then nothing for 5s; want user:123:events, user:1, user:2", topics)
+		case <-time.After(waitTimeout):
+			t.Fatalf("pattern handler got %q, then nothing for %v; want user:123:events, user:1, user:2", topics, waitTimeout)
 		}
 	}
 	if want := []string{"user:123:events", "user:1", "user:2"}; !cmp.Equal(topics, want) {
 		t.Errorf("pattern handler got %q, want %q", topics, want)
 	}
-	if e := <-exact; e != "user:1" {
+	if e := recv(t, exact, "the exact handler's message"); e != "user:1" {
 		t.Errorf("exact handler got %q", e)
 	}
 }
@@ -139,7 +170,7 @@ func TestLeaveFromHandler(t *testing.T) {
 	if _, err := alice.Publish(ctx, "chat", 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-left; err != nil {
+	if err := recv(t, left, "Leave called from the handler to return"); err != nil {
 		t.Errorf("Leave() from a handler = %v", err)
 	}
 	if _, err := bob.Publish(ctx, "chat", 2); !errors.Is(err, pubsub.ErrNotConnected) {
@@ -158,6 +189,8 @@ func TestSlowConsumerIsDroppedAndRecovers(t *testing.T) {
 	bob := join(t, hub, "bob", &pubsub.JoinOptions{GapFill: true, ReconnectMin: time.Millisecond})
 	ctx := context.Background()
 	gate := make(chan struct{})
+	openGate := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(openGate) // before Leave: a failed test must not leave the handler stuck
 	var once sync.Once
 	var got []int
 	done := make(chan struct{})
@@ -178,8 +211,8 @@ func TestSlowConsumerIsDroppedAndRecovers(t *testing.T) {
 	if n := hub.Stats().SlowConsumers; n != 1 {
 		t.Errorf("hub.Stats().SlowConsumers = %d, want 1", n)
 	}
-	close(gate)
-	<-done
+	openGate()
+	recv(t, done, "the handler to receive all 20 messages")
 	want := make([]int, 20)
 	for i := range want {
 		want[i] = i + 1
@@ -237,7 +270,10 @@ func TestReconnectBackoff(t *testing.T) {
 
 		lost := time.Now()
 		hub.Disconnect("lobby", "bob")
-		for r.Stats().Reconnects == 0 {
+		for deadline := lost.Add(time.Minute); r.Stats().Reconnects == 0; { // the bubble's time
+			if time.Now().After(deadline) {
+				t.Fatal("no reconnect within a minute")
+			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		tr.mu.Lock()
@@ -272,7 +308,7 @@ func TestRefusedOnReconnectStopsTheRoom(t *testing.T) {
 		}
 		defer r.Leave(context.Background())
 		hub.Disconnect("lobby", "bob")
-		if err := <-errs; !errors.Is(err, pubsub.ErrUnauthenticated) {
+		if err := recv(t, errs, "OnError's refusal"); !errors.Is(err, pubsub.ErrUnauthenticated) {
 			t.Fatalf("OnError got %v, want UNAUTHENTICATED", err)
 		}
 		synctest.Wait()

@@ -21,6 +21,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// waitTimeout bounds every wait for something that should happen: a
+// deadlock guard, generous enough for a loaded machine, not a measurement.
+const waitTimeout = 20 * time.Second
+
+// plainClient is for plain requests: each must be answered within waitTimeout.
+var plainClient = &http.Client{Timeout: waitTimeout}
+
 // start runs the server on a free loopback port until the test ends and
 // returns its address.
 func start(t *testing.T, cfg config) string {
@@ -34,20 +41,25 @@ func start(t *testing.T, cfg config) string {
 	case addr = <-addrc:
 	case err := <-done:
 		t.Fatalf("run() = %v", err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(waitTimeout):
 		t.Fatal("server did not start")
 	}
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run() after shutdown = %v", err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run() after shutdown = %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Errorf("run() still running %v after its context ended", waitTimeout)
 		}
 	})
 	return addr
 }
 
 func TestServer(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	cfg := config{addr: "127.0.0.1:0", publishKey: "pk-test", subscribeKey: "sk-test", data: t.TempDir()}
 
@@ -61,7 +73,7 @@ func TestServer(t *testing.T) {
 		join := func(token string) (*pubsub.Room, error) {
 			r, err := pubsub.Join(ctx, client, "lobby", &pubsub.JoinOptions{Token: token})
 			if err == nil {
-				t.Cleanup(func() { r.Leave(context.Background()) })
+				t.Cleanup(func() { r.Leave(ctx) })
 			}
 			return r, err
 		}
@@ -90,7 +102,7 @@ func TestServer(t *testing.T) {
 			if r.From != "alice" || string(r.Payload) != `"hello"` {
 				t.Errorf("bob received %s from %q", r.Payload, r.From)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(waitTimeout):
 			t.Fatal("bob received nothing")
 		}
 		if _, err := bob.Publish(ctx, "chat", "hi"); !errors.Is(err, pubsub.ErrPermissionDenied) {
@@ -104,7 +116,7 @@ func TestServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer r.Leave(context.Background())
+		defer r.Leave(ctx)
 		p, err := r.GetHistory(ctx, "chat")
 		if err != nil {
 			t.Fatal(err)
@@ -116,13 +128,16 @@ func TestServer(t *testing.T) {
 }
 
 func TestRunRefusesBadConfig(t *testing.T) {
+	// A config run accepted would serve until the context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
 	for _, cfg := range []config{
 		{addr: "127.0.0.1:0", subscribeKey: "sk", memory: true},
 		{addr: "127.0.0.1:0", publishKey: "same", subscribeKey: "same", memory: true},
 		{addr: "127.0.0.1:0", publishKey: "pk:x", subscribeKey: "sk", memory: true},
 		{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk"}, // no -data, no -memory
 	} {
-		if err := run(context.Background(), cfg, io.Discard, nil); err == nil {
+		if err := run(ctx, cfg, io.Discard, nil); err == nil {
 			t.Errorf("run(%+v) = nil, want an error", cfg)
 		}
 	}
@@ -133,16 +148,19 @@ func TestRunRefusesBadConfig(t *testing.T) {
 func TestDataFolderInUse(t *testing.T) {
 	cfg := config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", data: t.TempDir()}
 	start(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- run(context.Background(), cfg, io.Discard, nil) }()
+	go func() { errc <- run(ctx, cfg, io.Discard, nil) }()
 	select {
 	case err := <-errc:
 		if err == nil || !strings.Contains(err.Error(), "in use by another Plaza server") {
 			t.Errorf("second server on the same folder: %v, want an error saying it is in use", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(waitTimeout):
+		cancel() // stop it, so that it does not outlive the test
 		t.Fatal("the second server hangs")
 	}
+	cancel()
 }
 
 // TestHTTP drives the example over plain HTTP, as its printed help does:
@@ -151,7 +169,7 @@ func TestDataFolderInUse(t *testing.T) {
 func TestHTTP(t *testing.T) {
 	addr := start(t, config{addr: "127.0.0.1:0", publishKey: defaultPublishKey, subscribeKey: defaultSubscribeKey, memory: true})
 	base := "http://" + addr
-	resp, err := http.Get(base + "/")
+	resp, err := plainClient.Get(base + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +180,7 @@ func TestHTTP(t *testing.T) {
 	}
 
 	// The page's icon, which browsers ask for by themselves: no 404.
-	resp, err = http.Get(base + "/favicon.ico")
+	resp, err = plainClient.Get(base + "/favicon.ico")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +190,11 @@ func TestHTTP(t *testing.T) {
 		t.Errorf("GET /favicon.ico = %d %s, %d bytes; want 200 and an SVG image", resp.StatusCode, ct, len(icon))
 	}
 
-	stream, err := http.Get(base + "/lobby/pubsub/alerts/subscribe?token=" + defaultSubscribeKey)
+	// The stream is read until the event arrives, within waitTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	sreq, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/lobby/pubsub/alerts/subscribe?token="+defaultSubscribeKey, nil)
+	stream, err := http.DefaultClient.Do(sreq)
 	if err != nil || stream.StatusCode != 200 {
 		t.Fatalf("subscribe = %v, %v", stream, err)
 	}
@@ -180,7 +202,7 @@ func TestHTTP(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, base+"/lobby/pubsub/alerts/publish", strings.NewReader(`{"message": "Server restarted"}`))
 	req.Header.Set("Authorization", "Bearer "+defaultPublishKey)
 	req.Header.Set("Content-Type", "application/json")
-	pr, err := http.DefaultClient.Do(req)
+	pr, err := plainClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +225,7 @@ func TestHTTP(t *testing.T) {
 
 	req, _ = http.NewRequest(http.MethodPost, base+"/lobby/pubsub/alerts/publish", strings.NewReader(`{"message": 1}`))
 	req.Header.Set("Authorization", "Bearer "+defaultSubscribeKey)
-	pr, err = http.DefaultClient.Do(req)
+	pr, err = plainClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,6 +86,26 @@ func Run(t *testing.T, newStore func(t *testing.T, opts history.Options) history
 	}
 }
 
+// waitTimeout bounds every wait for something that should happen: a
+// deadlock guard, generous enough for a loaded machine, not a measurement.
+const waitTimeout = 20 * time.Second
+
+// waitGroup waits for wg; it fails the test, naming what it waited for, when
+// that takes longer than waitTimeout.
+func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+	}
+}
+
 // opener opens a fresh store for one subtest.
 type opener func(t *testing.T, opts history.Options) history.Store
 
@@ -691,6 +711,8 @@ func testConcurrent(t *testing.T, o opener) {
 		}()
 	}
 	done := make(chan struct{})
+	stop := sync.OnceFunc(func() { close(done) })
+	defer stop() // the readers stop even if the writers time out
 	for r := range 4 {
 		wg.Add(1)
 		go func() {
@@ -720,9 +742,9 @@ func testConcurrent(t *testing.T, o opener) {
 			}
 		}()
 	}
-	writing.Wait()
-	close(done)
-	wg.Wait()
+	waitGroup(t, &writing, "the writers")
+	stop()
+	waitGroup(t, &wg, "the readers")
 	close(errs)
 	for err := range errs {
 		t.Error(err)

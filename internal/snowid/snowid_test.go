@@ -136,7 +136,16 @@ func TestNextConcurrentUnique(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second): // a deadlock guard, not a measurement
+		t.Fatal("the workers still running after 20s")
+	}
 	seen := make(map[snowflake.ID]bool, workers*each)
 	for w := range ids {
 		for i, id := range ids[w] {

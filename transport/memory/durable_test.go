@@ -32,6 +32,26 @@ type crashLine struct {
 
 const crashPublishers = 8
 
+// waitTimeout bounds every wait for something that should happen: a
+// deadlock guard, generous enough for a loaded machine, not a measurement.
+const waitTimeout = 20 * time.Second
+
+// waitGroup waits for wg; it fails the test, naming what it waited for, when
+// that takes longer than waitTimeout.
+func waitGroup(tb testing.TB, wg *sync.WaitGroup, what string) {
+	tb.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(waitTimeout):
+		tb.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+	}
+}
+
 // TestCrashKeepsConfirmedPublishes runs a hub on a durable store in a child
 // process, kills it with SIGKILL at a random point, restarts it on the same
 // file, and checks that every publish confirmed to a caller survived: none
@@ -43,7 +63,10 @@ func TestCrashKeepsConfirmedPublishes(t *testing.T) {
 	dir := t.TempDir()
 	var confirmed []crashLine
 	for round := range 3 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		// The child stops by itself after 30 s; one that hangs is killed.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second+waitTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "PLAZA_CRASH_DIR="+dir, "PLAZA_CRASH_ROUND="+strconv.Itoa(round))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
@@ -75,6 +98,9 @@ func TestCrashKeepsConfirmedPublishes(t *testing.T) {
 		}
 		cmd.Wait()
 		if n < killAt {
+			if ctx.Err() != nil {
+				t.Fatalf("round %d: the child confirmed only %d publishes and was killed after %v", round, n, 30*time.Second+waitTimeout)
+			}
 			t.Fatalf("round %d: the child confirmed only %d publishes before exiting", round, n)
 		}
 		t.Logf("round %d: killed after %d confirmations, %d read in all", round, killAt, n)
@@ -90,7 +116,10 @@ func TestCrashKeepsConfirmedPublishes(t *testing.T) {
 	for _, topic := range []string{"t0", "t1"} {
 		last := map[[2]int]int{}
 		after := pubsub.ID(1)
-		for {
+		for pages := 0; ; pages++ {
+			if pages > len(confirmed) {
+				t.Fatalf("paging through %s: more pages than confirmed publishes", topic)
+			}
 			p, err := store.Query(context.Background(), "crash", history.Query{Topic: topic, After: after, Limit: pubsub.MaxHistoryLimit})
 			if err != nil {
 				t.Fatal(err)
@@ -273,10 +302,15 @@ func TestChainedPublishesKeepOrder(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "the publishers")
 	var last pubsub.ID
-	for range pubs * each {
-		m := <-sub.Messages()
+	for i := range pubs * each {
+		var m *pubsub.Message
+		select {
+		case m = <-sub.Messages():
+		case <-time.After(waitTimeout):
+			t.Fatalf("the subscriber received %d of %d messages, then nothing for %v", i, pubs*each, waitTimeout)
+		}
 		if m.ID <= last {
 			t.Fatalf("delivered %v after %v", m.ID, last)
 		}
@@ -287,7 +321,10 @@ func TestChainedPublishesKeepOrder(t *testing.T) {
 	}
 	n := 0
 	after := pubsub.ID(1)
-	for {
+	for pages := 0; ; pages++ {
+		if pages > pubs*each {
+			t.Fatal("paging through history: more pages than publishes")
+		}
 		p, err := store.Query(ctx, "r", history.Query{Topic: "x", After: after, Limit: 50})
 		if err != nil {
 			t.Fatal(err)

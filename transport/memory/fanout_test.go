@@ -244,7 +244,7 @@ func TestTopicOrder(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "the publishers")
 	for i, c := range subs {
 		var last pubsub.ID
 		n := 0

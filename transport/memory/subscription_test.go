@@ -304,8 +304,8 @@ func TestExactSubscriptionAfterHeldPatternKeepsOrder(t *testing.T) {
 		select {
 		case m := <-sub.Messages():
 			got = append(got, m.ID)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("received %v, then nothing; want %v", got, want)
+		case <-time.After(waitTimeout):
+			t.Fatalf("received %v, then nothing for %v; want %v", got, waitTimeout, want)
 		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

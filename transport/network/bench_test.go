@@ -178,7 +178,7 @@ func benchPlaza(b *testing.B, n, window int, topicSocket bool) {
 	srv := NewServer(hub, Options{Authenticate: testAuthenticate, SendQueue: 4096, MaxFrameRate: -1})
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
-	defer srv.Shutdown(context.Background())
+	defer shutdown(b, srv)
 
 	r := newReceivers(n)
 	defer r.close()

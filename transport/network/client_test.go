@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,12 +94,17 @@ func TestClientConn(t *testing.T) {
 		MaxFrameBytes: 4096,
 		Authorize: func(_ context.Context, _ Identity, a pubsub.Access) error {
 			if a.Topic == "slow" {
-				entered <- struct{}{}
-				<-release
+				select {
+				case entered <- struct{}{}:
+				default: // one signal is all the test waits for
+				}
+				<-release // closed by the test, or when it ends
 			}
 			return nil
 		},
 	})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the fixture's: a failed test must not hold the server
 	ctx := ctxT(t)
 	c := f.connect(t, "lobby", "alice")
 
@@ -121,12 +127,12 @@ func TestClientConn(t *testing.T) {
 			_, err := c.Publish(cctx, pubsub.PublishRequest{Topic: "slow", Payload: []byte(`1`)})
 			errc <- err
 		}()
-		<-entered
+		recv(t, entered, "the publish to reach Authorize")
 		cancel()
-		if err := <-errc; !errors.Is(err, context.Canceled) {
+		if err := recv(t, errc, "the cancelled Publish to return"); !errors.Is(err, context.Canceled) {
 			t.Errorf("Publish() = %v, want context.Canceled", err)
 		}
-		close(release)
+		releaseOnce()
 		// The late reply is dropped and the Conn carries on.
 		if _, err := c.History(ctx, pubsub.HistoryRequest{Topic: "slow"}); err != nil {
 			t.Errorf("History() after a cancelled Publish = %v", err)
@@ -213,7 +219,7 @@ func statusCode(c int) websocket.StatusCode { return websocket.StatusCode(c) }
 // default read limit.
 func TestClientReadsFullPageOfLargeMessages(t *testing.T) {
 	f := newFixture(t, memory.Options{}, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	hc, err := f.hub.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "pub"})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"time"
 
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
@@ -15,7 +16,8 @@ import (
 
 // Two Rooms in "another process" join a hub served over WebSocket.
 func ExampleNewClient() {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 
 	// The hub's process: a memory hub behind a Server that knows two tokens.
 	// A real one would verify signed tokens.
@@ -56,8 +58,12 @@ func ExampleNewClient() {
 	if _, err := alice.Publish(ctx, "chat", map[string]string{"text": "hello over the network"}); err != nil {
 		log.Fatal(err)
 	}
-	m := <-got
-	fmt.Printf("%s to %s: %s\n", m.From, bob.ClientID(), m.Payload)
+	select {
+	case m := <-got:
+		fmt.Printf("%s to %s: %s\n", m.From, bob.ClientID(), m.Payload)
+	case <-ctx.Done():
+		fmt.Println("nothing received:", ctx.Err())
+	}
 
 	alice.Leave(ctx)
 	bob.Leave(ctx)

@@ -119,6 +119,7 @@ type sseClient struct {
 	resp   *http.Response
 	events chan sseEvent
 	done   chan struct{} // closed when the stream has ended
+	quit   chan struct{} // closed when the test stops reading
 	once   sync.Once
 }
 
@@ -138,16 +139,24 @@ func (f *fixture) openSSE(tb testing.TB, path string, hdr http.Header) *sseClien
 }
 
 // getStream sends GET path with hdr and returns the response, body unread.
+// The answer must begin within waitTimeout; the body stays open until the
+// test ends.
 func (f *fixture) getStream(tb testing.TB, path string, hdr http.Header) *http.Response {
 	tb.Helper()
-	req, err := http.NewRequest(http.MethodGet, f.ts.URL+path, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.ts.URL+path, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
+	late := time.AfterFunc(waitTimeout, cancel)
 	resp, err := f.ts.Client().Do(req)
+	if !late.Stop() {
+		tb.Fatalf("GET %s: no answer within %v", path, waitTimeout)
+	}
 	if err != nil {
 		tb.Fatalf("GET %s = %v", path, err)
 	}
@@ -157,7 +166,7 @@ func (f *fixture) getStream(tb testing.TB, path string, hdr http.Header) *http.R
 // readSSE parses the body of resp as an event stream until it ends or the
 // test does.
 func readSSE(tb testing.TB, resp *http.Response) *sseClient {
-	c := &sseClient{tb: tb, resp: resp, events: make(chan sseEvent, 4096), done: make(chan struct{})}
+	c := &sseClient{tb: tb, resp: resp, events: make(chan sseEvent, 4096), done: make(chan struct{}), quit: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		br := bufio.NewReader(resp.Body)
@@ -172,7 +181,11 @@ func readSSE(tb testing.TB, resp *http.Response) *sseClient {
 			switch {
 			case line == "":
 				if started {
-					c.events <- ev
+					select {
+					case c.events <- ev:
+					case <-c.quit: // the test is over and reads no more
+						return
+					}
 				}
 				ev, started = sseEvent{}, false
 			case strings.HasPrefix(line, ":"):
@@ -201,8 +214,13 @@ func readSSE(tb testing.TB, resp *http.Response) *sseClient {
 
 func (c *sseClient) close() {
 	c.once.Do(func() {
+		close(c.quit)
 		c.resp.Body.Close()
-		<-c.done
+		select {
+		case <-c.done:
+		case <-time.After(waitTimeout):
+			c.tb.Errorf("the event stream's reader still running %v after its body was closed", waitTimeout)
+		}
 	})
 }
 
@@ -220,16 +238,20 @@ func (c *sseClient) next() sseEvent {
 		}
 		c.tb.Fatal("the event stream ended")
 	case <-time.After(waitTimeout):
-		c.tb.Fatal("no event within the wait timeout")
+		c.tb.Fatalf("no event on the stream within %v", waitTimeout)
 	}
 	return sseEvent{}
 }
 
 // message returns the next message event, skipping comments, and checks
-// that its id field is the message's id.
+// that its id field is the message's id. Heartbeats do not keep it waiting
+// past waitTimeout.
 func (c *sseClient) message() pubsub.Message {
 	c.tb.Helper()
-	for {
+	for deadline := time.Now().Add(waitTimeout); ; {
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("no message on the stream within %v, only comments", waitTimeout)
+		}
 		ev := c.next()
 		if ev.comment {
 			continue
@@ -252,7 +274,10 @@ func (c *sseClient) message() pubsub.Message {
 // the end of the stream.
 func (c *sseClient) expectError(code pubsub.Code) {
 	c.tb.Helper()
-	for {
+	for deadline := time.Now().Add(waitTimeout); ; {
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("no error event on the stream within %v", waitTimeout)
+		}
 		ev := c.next()
 		if ev.comment || ev.event == "" {
 			continue

@@ -22,8 +22,9 @@ func TestMain(m *testing.M) {
 }
 
 // waitTimeout bounds every wait for something that should happen; it guards
-// against deadlocks and measures nothing.
-const waitTimeout = 10 * time.Second
+// against deadlocks, generous enough for a loaded machine, and measures
+// nothing.
+const waitTimeout = 20 * time.Second
 
 // t0 is where fake clocks start.
 var t0 = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
@@ -121,6 +122,31 @@ func ctxT(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	tb.Cleanup(cancel)
 	return ctx
+}
+
+// recv returns the next value from ch; it fails the test, naming what it
+// waited for, when none comes within waitTimeout.
+func recv[T any](tb testing.TB, ch <-chan T, what string) T {
+	tb.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		tb.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+	}
+	var zero T
+	return zero
+}
+
+// shutdown shuts srv down within waitTimeout; it fails the test when that
+// is not enough.
+func shutdown(tb testing.TB, srv *Server) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		tb.Errorf("Shutdown() = %v", err)
+	}
 }
 
 // waitFor waits until cond holds, polling; it fails the test after

@@ -43,7 +43,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				}
 				srv := NewServer(hub, Options{Authenticate: testAuthenticate})
 				measureIdle(b, srv, func() int { return srv.Stats().Connections })
-				srv.Shutdown(context.Background())
+				shutdown(b, srv)
 				hub.Close()
 			}
 		})

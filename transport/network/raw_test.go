@@ -112,7 +112,10 @@ func (c *rawConn) expectError(id string, code pubsub.Code) serverFrame {
 func (c *rawConn) expectClose(code websocket.StatusCode) []serverFrame {
 	c.tb.Helper()
 	var frames []serverFrame
-	for {
+	for deadline := time.Now().Add(waitTimeout); ; {
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("connection still open after %v of frames (%d read)", waitTimeout, len(frames))
+		}
 		data, err := c.read()
 		if err != nil {
 			if got := websocket.CloseStatus(err); got != code {

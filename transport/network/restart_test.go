@@ -26,6 +26,8 @@ func TestServerRestart(t *testing.T) {
 	}
 	t.Cleanup(func() { hub.Close() })
 	gate := &replyGate{Transport: hub, payload: `{"n":5}`, held: make(chan pubsub.Message, 1), release: make(chan struct{})}
+	releaseGate := sync.OnceFunc(func() { close(gate.release) })
+	t.Cleanup(releaseGate) // a failed test must not hold the server
 	opts := Options{Authenticate: testAuthenticate}
 
 	var rs restartable
@@ -49,7 +51,9 @@ func TestServerRestart(t *testing.T) {
 			t.Fatalf("Join() as %s = %v", id, err)
 		}
 		t.Cleanup(func() {
-			if err := r.Leave(context.Background()); err != nil {
+			ctx, cancel := ctxWait()
+			defer cancel()
+			if err := r.Leave(ctx); err != nil {
 				t.Errorf("Leave() as %s = %v", id, err)
 			}
 		})
@@ -137,19 +141,19 @@ func TestServerRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(gate.release)
-	if err := <-shut; !errors.Is(err, context.Canceled) {
+	releaseGate()
+	if err := recv(t, shut, "Shutdown to return"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Shutdown(done context) = %v, want context.Canceled", err)
 	}
 
 	srv2 := NewServer(gate, opts)
 	rs.start(t, srv2)
 	t.Cleanup(func() {
-		srv2.Shutdown(context.Background())
+		shutdown(t, srv2)
 		rs.ts.Close()
 	})
 
-	r := <-res
+	r := recv(t, res, "Publish(5) to return across the restart")
 	if r.err != nil {
 		t.Fatalf("Publish(5) across the restart = %v, want success after a retry", r.err)
 	}
@@ -221,7 +225,7 @@ func (c *gatedConn) Publish(ctx context.Context, req pubsub.PublishRequest) (pub
 	if err == nil && string(req.Payload) == c.g.payload {
 		c.g.once.Do(func() {
 			c.g.held <- m
-			<-c.g.release
+			<-c.g.release // closed by the test, or when it ends
 		})
 	}
 	return m, err

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,7 +99,9 @@ func TestBadInputCloses(t *testing.T) {
 		close websocket.StatusCode
 	}{
 		{"binary frame", func(c *rawConn) {
-			c.ws.Write(context.Background(), websocket.MessageBinary, []byte(`{"type":"ping"}`))
+			ctx, cancel := ctxWait()
+			defer cancel()
+			c.ws.Write(ctx, websocket.MessageBinary, []byte(`{"type":"ping"}`))
 		}, pubsub.CodeInvalidRequest, CloseUnsupportedData},
 		{"oversized frame", func(c *rawConn) {
 			c.send(`{"type":"publish","topic":"chat","payload":"` + strings.Repeat("x", 1024) + `"}`)
@@ -275,7 +278,9 @@ func TestSlowConsumer(t *testing.T) {
 			close: CloseSlowConsumer, reads: true,
 		},
 		{
-			name: "write timeout", queue: 1024, sendQueue: 1000, timeout: 100 * time.Millisecond,
+			// Long enough that no write to the fast client times out on a
+			// loaded machine.
+			name: "write timeout", queue: 1024, sendQueue: 1000, timeout: time.Second,
 			stuck: func(f *fixture, _ *serverConn) bool { return f.srv.Stats().Connections == 1 },
 			close: -1,
 		},
@@ -349,15 +354,18 @@ func TestSlowConsumer(t *testing.T) {
 func TestShutdown(t *testing.T) {
 	t.Parallel()
 	entered, release := make(chan struct{}), make(chan struct{})
+	enter := sync.OnceFunc(func() { close(entered) })
 	f := newFixture(t, memory.Options{}, Options{
 		Authorize: func(_ context.Context, _ Identity, a pubsub.Access) error {
 			if a.Topic == "slow" {
-				close(entered)
-				<-release
+				enter()
+				<-release // closed by the test, or when it ends
 			}
 			return nil
 		},
 	})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the fixture's: a failed test must not hold the server
 	ctx := ctxT(t)
 	alice := f.connect(t, "lobby", "alice")
 	raw := f.authed(t, "lobby", "bob")
@@ -367,7 +375,7 @@ func TestShutdown(t *testing.T) {
 		_, err := alice.Publish(ctx, pubsub.PublishRequest{Topic: "slow", Payload: []byte(`1`)})
 		published <- err
 	}()
-	<-entered
+	recv(t, entered, "the publish to reach Authorize")
 	shut := make(chan error, 1)
 	go func() { shut <- f.srv.Shutdown(ctx) }()
 	// Shutdown refuses new connections at once...
@@ -380,7 +388,11 @@ func TestShutdown(t *testing.T) {
 	if !errors.Is(err, pubsub.ErrNetwork) {
 		t.Errorf("Connect during Shutdown = %v, want NETWORK_ERROR (HTTP 503)", err)
 	}
-	resp, err := http.Get(f.ts.URL + "/lobby/ws")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.ts.URL+"/lobby/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := f.ts.Client().Do(req)
 	if err == nil {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusServiceUnavailable {
@@ -402,17 +414,17 @@ func TestShutdown(t *testing.T) {
 			}
 		}
 	}()
-	close(release)
-	if err := <-published; err != nil {
+	releaseOnce()
+	if err := recv(t, published, "the publish in flight to return"); err != nil {
 		t.Errorf("Publish in flight during Shutdown = %v, want success", err)
 	}
-	if err := <-shut; err != nil {
+	if err := recv(t, shut, "Shutdown to return"); err != nil {
 		t.Errorf("Shutdown() = %v", err)
 	}
-	if err := <-closed; websocket.CloseStatus(err) != CloseGoingAway {
+	if err := recv(t, closed, "the raw client's connection to end"); websocket.CloseStatus(err) != CloseGoingAway {
 		t.Errorf("raw client: connection ended with %v, want status %v", err, CloseGoingAway)
 	}
-	<-alice.Done()
+	recv(t, alice.Done(), "alice's Conn to end")
 	if err := alice.Err(); !errors.Is(err, pubsub.ErrNetwork) {
 		t.Errorf("Err() after Shutdown = %v, want NETWORK_ERROR, so that Rooms reconnect", err)
 	}
@@ -424,16 +436,19 @@ func TestShutdown(t *testing.T) {
 func TestShutdownDeadline(t *testing.T) {
 	t.Parallel()
 	entered, release := make(chan struct{}), make(chan struct{})
+	enter := sync.OnceFunc(func() { close(entered) })
 	f := newFixture(t, memory.Options{}, Options{
 		Authorize: func(context.Context, Identity, pubsub.Access) error {
-			close(entered)
-			<-release
+			enter()
+			<-release // closed by the test, or when it ends: Shutdown must not wait for it
 			return nil
 		},
 	})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the fixture's: a failed test must not hold the server
 	c := f.authed(t, "lobby", "alice")
 	c.send(`{"type":"subscribe","id":"1","topic":"chat"}`)
-	<-entered
+	recv(t, entered, "the subscribe to reach Authorize")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	done := make(chan error, 1)
@@ -441,8 +456,8 @@ func TestShutdownDeadline(t *testing.T) {
 	if _, err := c.read(); err == nil {
 		t.Error("connection still open after Shutdown's deadline")
 	}
-	close(release)
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	releaseOnce()
+	if err := recv(t, done, "Shutdown to return"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Shutdown(done context) = %v, want context.Canceled", err)
 	}
 }
@@ -498,7 +513,7 @@ func TestHubDropsConnection(t *testing.T) {
 	f.hub.Disconnect("lobby", "bob")
 	raw.expectError("", pubsub.CodeNetworkError)
 	raw.expectClose(CloseHubEnded)
-	<-c.Done()
+	recv(t, c.Done(), "the Go client's Conn to end")
 	if err := c.Err(); !errors.Is(err, pubsub.ErrNetwork) {
 		t.Errorf("Err() = %v, want NETWORK_ERROR", err)
 	}
@@ -514,7 +529,8 @@ func TestHubDropsConnection(t *testing.T) {
 // library writes on its own (pongs) go out too.
 func TestIdleLongerThanWriteTimeout(t *testing.T) {
 	t.Parallel()
-	const writeTimeout = 20 * time.Millisecond
+	// Long enough that no write times out on a loaded machine.
+	const writeTimeout = 250 * time.Millisecond
 	f := newFixture(t, memory.Options{}, Options{WriteTimeout: writeTimeout})
 	c := f.authed(t, "lobby", "alice")
 	c.send(`{"type":"subscribe","id":"1","topic":"chat"}`)
@@ -544,7 +560,7 @@ func TestIdleLongerThanWriteTimeout(t *testing.T) {
 		waitFor(t, "the pong", func() bool { return side.lastSeen.Load() == now })
 	}
 	c.ws.Close(CloseNormal, "")
-	<-readErr
+	recv(t, readErr, "the reading goroutine to see the close")
 }
 
 // Beyond Options.MaxConnections, WebSockets and event streams are refused
@@ -552,7 +568,7 @@ func TestIdleLongerThanWriteTimeout(t *testing.T) {
 func TestMaxConnections(t *testing.T) {
 	t.Parallel()
 	f := newKeyFixture(t, memory.Options{}, Options{MaxConnections: 1})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	first, err := f.client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: lobbySub + ":a"})
 	if err != nil {
@@ -565,7 +581,7 @@ func TestMaxConnections(t *testing.T) {
 		t.Error("second WebSocket beyond MaxConnections was accepted")
 	}
 	first.Close()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for {
 		c, err := f.client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: lobbySub + ":c"})
 		if err == nil {

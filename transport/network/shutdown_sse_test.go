@@ -48,7 +48,7 @@ func TestShutdownDeadlineCutsReplayingStream(t *testing.T) {
 			}
 		}
 	}()
-	<-entered
+	recv(t, entered, "the resumed stream's replay to read history")
 	sctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
@@ -58,9 +58,9 @@ func TestShutdownDeadlineCutsReplayingStream(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Shutdown = %v, want its context's deadline error", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("Shutdown with a 200ms context still blocked after 10s (a replaying event stream holds it)")
+	case <-time.After(waitTimeout):
+		t.Errorf("Shutdown with a 200ms context still blocked after %v (a replaying event stream holds it)", waitTimeout)
 		ccancel() // let it go
-		<-done
+		recv(t, done, "Shutdown to return once the stream's client is gone")
 	}
 }

@@ -40,7 +40,7 @@ func benchSSE(b *testing.B, n, window int) {
 	srv := NewServer(hub, Options{Authenticate: testAuthenticate, SendQueue: 4096})
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
-	defer srv.Shutdown(context.Background())
+	defer shutdown(b, srv)
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}}
 	defer client.CloseIdleConnections()

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,21 +50,31 @@ func TestSSEResumeKeepsLiveNonPersisted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hub.Close()
+	// The first History call closes entered and waits for release. A closed
+	// channel keeps its signal however late the test looks at it: the
+	// handler may well get there first.
 	entered, release := make(chan struct{}), make(chan struct{})
-	g := &historyHook{t: hub, before: func(context.Context) error {
-		select {
-		case entered <- struct{}{}: // the first call waits for release
-			<-release
-		default:
+	var calls atomic.Int32
+	g := &historyHook{t: hub, before: func(ctx context.Context) error {
+		if calls.Add(1) != 1 {
+			return nil
 		}
-		return nil
+		close(entered)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}}
 	srv := NewServer(g, Options{Keys: testKeys})
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
-	defer srv.Shutdown(context.Background())
+	defer shutdown(t, srv)
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce() // a test that fails early must not leave the handler waiting
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	pc, err := hub.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "pub"})
 	if err != nil {
@@ -86,7 +98,7 @@ func TestSSEResumeKeepsLiveNonPersisted(t *testing.T) {
 		}
 		respc <- resp
 	}()
-	<-entered // subscribed; replay about to read history
+	recv(t, entered, "the resumed stream's replay to read history") // subscribed; replay about to read history
 	n, err := pc.Publish(ctx, pubsub.PublishRequest{Topic: "alerts", Payload: json.RawMessage(`"live-only"`), NoPersist: true})
 	if err != nil {
 		t.Fatal(err)
@@ -95,14 +107,14 @@ func TestSSEResumeKeepsLiveNonPersisted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	close(release)
-	resp := <-respc
+	releaseOnce()
+	resp := recv(t, respc, "the answer to the resumed stream's request")
 	if resp == nil {
 		return
 	}
 	c := readSSE(t, resp)
 	got := map[pubsub.ID]bool{}
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(waitTimeout)
 loop:
 	for len(got) < 2 {
 		select {

@@ -167,7 +167,7 @@ func TestSSEResume(t *testing.T) {
 				}
 			}()
 			c := f.openSSE(t, path, hdr)
-			<-done
+			recv(t, done, "the publisher to finish")
 			want := ids[from+1:]
 			for i, id := range want {
 				if got := c.message(); got.ID != id {
@@ -211,13 +211,15 @@ func TestSSEOutlivesServerTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hub.Close()
-	const timeout = 50 * time.Millisecond
+	// Far shorter than the stream, yet long enough for a plain request to
+	// be read and answered on a loaded machine.
+	const timeout = 500 * time.Millisecond
 	srv := NewServer(hub, Options{Keys: testKeys, Heartbeat: timeout / 5})
 	ts := httptest.NewUnstartedServer(srv)
 	ts.Config.ReadTimeout, ts.Config.WriteTimeout = timeout, timeout
 	ts.Start()
 	defer ts.Close()
-	defer srv.Shutdown(context.Background())
+	defer shutdown(t, srv)
 	f := &fixture{hub: hub, srv: srv, ts: ts}
 	start := time.Now()
 	c := f.openSSE(t, "/lobby/pubsub/alerts/subscribe?token="+lobbySub, nil)

@@ -180,7 +180,11 @@ func TestRoomPatternOverNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer room.Leave(context.Background())
+	defer func() {
+		ctx, cancel := ctxWait()
+		defer cancel()
+		room.Leave(ctx)
+	}()
 	got := make(chan string, 4)
 	if _, err := room.Subscribe(ctx, "user:*", func(m pubsub.Message) { got <- m.Topic }); err != nil {
 		t.Fatal(err)

@@ -81,7 +81,10 @@ func testHistoryWalk(t *testing.T, e *env) {
 	// Backwards from the newest page, 7 at a time.
 	var back []int
 	p := history(t, alice, "log", pubsub.Limit(7))
-	for {
+	for pages := 1; ; pages++ {
+		if pages > 53 {
+			t.Fatal("walking backwards: more pages than messages")
+		}
 		back = append(pageNums(t, p), back...)
 		if !p.HasMore {
 			break
@@ -95,7 +98,10 @@ func testHistoryWalk(t *testing.T, e *env) {
 	// Forwards from before the oldest.
 	var fwd []int
 	p = history(t, alice, "log", pubsub.Limit(7), pubsub.After(1))
-	for {
+	for pages := 1; ; pages++ {
+		if pages > 53 {
+			t.Fatal("walking forwards: more pages than messages")
+		}
 		fwd = append(fwd, pageNums(t, p)...)
 		if !p.HasMore {
 			break
@@ -114,7 +120,10 @@ func testHistoryFrom(t *testing.T, e *env) {
 
 	var got []int
 	p := history(t, carol, "log", pubsub.From("alice"), pubsub.Limit(8))
-	for {
+	for pages := 1; ; pages++ {
+		if pages > 41 {
+			t.Fatal("walking From(alice): more pages than messages")
+		}
 		got = append(pageNums(t, p), got...)
 		if !p.HasMore {
 			break

@@ -88,6 +88,8 @@ func testSlowHandler(t *testing.T, e *env) {
 	// gap fill makes that lossless, so the checks hold either way.
 	alice, slow, fast := e.join("alice"), e.join("slow", gapFill), e.join("fast", gapFill)
 	gate := make(chan struct{})
+	openGate := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(openGate) // before the Rooms leave: a failed test must not leave the handler stuck
 	var once sync.Once
 	slowIn, fastIn := newInbox(), newInbox()
 	subscribe(t, slow, "chat", func(m pubsub.Message) {
@@ -104,7 +106,7 @@ func testSlowHandler(t *testing.T, e *env) {
 	if got := fastIn.nums(t, n); !cmp.Equal(got, seq(1, n)) {
 		t.Errorf("fast Room received %v, want 1..%d", got, n)
 	}
-	close(gate)
+	openGate()
 	// Whether the hub kept the slow Room's backlog or dropped its connection
 	// as a slow consumer, gap fill must hand it everything once, in order.
 	if got := slowIn.nums(t, n); !cmp.Equal(got, seq(1, n)) {

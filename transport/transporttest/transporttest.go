@@ -64,8 +64,8 @@ type Harness struct {
 type NewHarness func(t *testing.T, cfg Config) Harness
 
 // waitTimeout bounds every wait for something that should happen; it is a
-// deadlock guard, not a measurement.
-const waitTimeout = 10 * time.Second
+// deadlock guard, generous enough for a loaded machine, not a measurement.
+const waitTimeout = 20 * time.Second
 
 // Run runs the conformance suite against the transports newHarness builds.
 func Run(t *testing.T, newHarness NewHarness) {
