@@ -129,7 +129,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if limit := s.publishLimit(room); limit > 0 {
-		if ok, after := s.limiter.allow(room, limit, s.opts.Clock.Now()); !ok {
+		if ok, after := s.limiter.Allow(room, limit, s.opts.Clock.Now()); !ok {
 			perr := pubsub.Errorf(pubsub.CodeRateLimitExceeded, "more than %d publishes per minute in this room", limit)
 			perr.RetryAfter = after
 			fail(w, perr)

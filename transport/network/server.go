@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/plazahq/plaza/internal/ratewindow"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -25,9 +26,9 @@ type Server struct {
 	t        pubsub.Transport
 	opts     Options
 	mux      *http.ServeMux
-	cache    encodeCache // "messages" frames
-	sseCache encodeCache // SSE events
-	limiter  publishLimiter
+	cache    encodeCache        // "messages" frames
+	sseCache encodeCache        // SSE events
+	limiter  ratewindow.Limiter // HTTP publishes per room
 	sockets  socketTable
 	keyMAC   []byte // secret for the client ids of bare keys
 
