@@ -100,7 +100,7 @@ func TestPublishRefusesBadBodies(t *testing.T) {
 func TestPublishMethodAndRoutes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Options{})
-	resp, err := http.Get(f.ts.URL + PublishPath)
+	resp, err := client.Get(f.ts.URL + PublishPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestPublishMethodAndRoutes(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
 		t.Errorf("GET /publish = %d, Allow %q; want 405, POST", resp.StatusCode, resp.Header.Get("Allow"))
 	}
-	resp, err = http.Get(f.ts.URL + "/elsewhere")
+	resp, err = client.Get(f.ts.URL + "/elsewhere")
 	if err != nil {
 		t.Fatal(err)
 	}
