@@ -114,6 +114,13 @@
 // lost connection would be, and recovers what it missed when it reconnects.
 // A client may send at most 64 KiB at once.
 //
+// All the clients of an app share one hub connection (see Efficiency), so a
+// hub's limit on the subscriptions of one connection (memory.Options or
+// network.Options MaxSubscriptions) caps the distinct channels of the whole
+// app: once one client has subscribed to that many, the others' subscribes
+// to new channels fail with TOO_MANY_SUBSCRIPTIONS. Serve this dialect from a
+// hub without that limit, as memory.New's zero Options are.
+//
 // # Efficiency
 //
 // The Server holds one hub connection per app that has had Socket.IO
