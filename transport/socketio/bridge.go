@@ -40,9 +40,11 @@ type bridge struct {
 	// (ids increase per channel, not across channels): a client whose
 	// offset has a mark above their id but a position before theirs never
 	// saw them, and history after the mark does not hold them. Entries go
-	// after Options.RecoveryWindow, or when there are more than maxLate;
-	// lateFloor is the position of the newest one dropped.
+	// after Options.RecoveryWindow, or to keep them within maxLate and
+	// maxLateBytes of payload; lateFloor is the position of the newest one
+	// dropped.
 	late      []lateMessage
+	lateBytes int
 	lateFloor uint64
 	// skips lists, per channel, the recovering clients that received the
 	// channel's history from an id up to another: live messages in that
@@ -57,8 +59,11 @@ type lateMessage struct {
 	m   pubsub.Message
 }
 
-// maxLate bounds bridge.late.
-const maxLate = 4096
+// maxLate and maxLateBytes bound bridge.late.
+const (
+	maxLate      = 4096
+	maxLateBytes = 4 << 20
+)
 
 // channelSub is the hub subscription of one channel, shared by every
 // Socket.IO client of the channel.
@@ -231,7 +236,7 @@ func (b *bridge) deliver(m pubsub.Message) {
 	b.fanMu.Lock()
 	defer b.fanMu.Unlock()
 	b.pos++
-	if m.ID < b.mark {
+	if m.ID < b.mark && s.recover != nil {
 		b.addLate(m)
 	}
 	b.mark = max(b.mark, m.ID)
@@ -268,7 +273,8 @@ func (b *bridge) offset() offset { return offset{mark: b.mark, pos: b.pos} }
 func (b *bridge) addLate(m pubsub.Message) {
 	now := b.s.opts.Clock.Now()
 	drop := 0
-	for drop < len(b.late) && (len(b.late)-drop >= maxLate || now.Sub(b.late[drop].at) >= b.s.opts.RecoveryWindow) {
+	for drop < len(b.late) && (len(b.late)-drop >= maxLate || b.lateBytes+len(m.Payload) > maxLateBytes || now.Sub(b.late[drop].at) >= b.s.opts.RecoveryWindow) {
+		b.lateBytes -= len(b.late[drop].m.Payload)
 		drop++
 	}
 	if drop > 0 {
@@ -276,6 +282,7 @@ func (b *bridge) addLate(m pubsub.Message) {
 		b.late = append(b.late[:0], b.late[drop:]...)
 	}
 	b.late = append(b.late, lateMessage{pos: b.pos, at: now, m: m})
+	b.lateBytes += len(m.Payload)
 }
 
 // eventOf is the Socket.IO event name of m: its metadata "event", or

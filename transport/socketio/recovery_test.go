@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
@@ -136,4 +137,29 @@ func FuzzParseOffset(f *testing.F) {
 			t.Fatalf("parseOffset(%q) = %+v, which writes as %q and reads back as %+v, %v", s, o, o.String(), back, ok)
 		}
 	})
+}
+
+// TestLateMessagesAreForgotten checks the bounds of the listener's record
+// of messages fanned out after newer ones: the recovery window, and a count.
+func TestLateMessagesAreForgotten(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{RecoveryWindow: time.Minute})
+	b := &bridge{s: f.srv}
+	add := func(id pubsub.ID) {
+		b.pos++
+		b.addLate(pubsub.Message{ID: id, Payload: []byte(`1`)})
+	}
+	add(1)
+	add(2)
+	f.clock.Advance(time.Minute)
+	add(3)
+	if len(b.late) != 1 || b.late[0].m.ID != 3 || b.lateFloor != 2 {
+		t.Fatalf("after the window: %d entries, first %v, floor %d; want only id 3, floor 2", len(b.late), b.late[0].m.ID, b.lateFloor)
+	}
+	for i := range maxLate {
+		add(pubsub.ID(4 + i))
+	}
+	if len(b.late) != maxLate || b.late[0].m.ID != 4 || b.lateFloor != 3 || b.lateBytes != maxLate {
+		t.Fatalf("over the count: %d entries from id %v, floor %d, %d bytes; want %d from id 4, floor 3", len(b.late), b.late[0].m.ID, b.lateFloor, b.lateBytes, maxLate)
+	}
 }
