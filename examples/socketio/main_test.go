@@ -35,20 +35,30 @@ func start(t *testing.T, cfg config) string {
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg, io.Discard, func(a string) { addrc <- a }) }()
+	stopped := false
+	t.Cleanup(func() {
+		cancel()
+		if stopped {
+			return
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run() after shutdown = %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("run() still running 20 s after its context was canceled")
+		}
+	})
 	var addr string
 	select {
 	case addr = <-addrc:
 	case err := <-done:
+		stopped = true
 		t.Fatalf("run() = %v", err)
 	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start")
+		t.Fatal("server did not start within 10 s")
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run() after shutdown = %v", err)
-		}
-	})
 	return addr
 }
 
@@ -59,7 +69,7 @@ func call(t *testing.T, method, url, body string, header ...string) (int, string
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

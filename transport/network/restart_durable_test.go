@@ -94,8 +94,13 @@ func TestHubRestartRetryNotDuplicated(t *testing.T) {
 	})
 	rs.ts.Close()
 	close(gate.release)
-	if err := <-shut; !errors.Is(err, context.Canceled) {
-		t.Errorf("Shutdown(done context) = %v, want context.Canceled", err)
+	select {
+	case err := <-shut:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Shutdown(done context) = %v, want context.Canceled", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("Shutdown(done context) still running after %v", waitTimeout)
 	}
 	if err := hub.Close(); err != nil {
 		t.Fatal(err)

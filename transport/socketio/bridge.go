@@ -31,14 +31,39 @@ type bridge struct {
 	// of its channels once: live, or replayed from history when it
 	// recovers.
 	fanMu sync.Mutex
-	// mark is the newest id fanned out: the offset a client that has seen
-	// everything so far recovers from.
+	// mark is the newest id fanned out, and pos the number of messages
+	// fanned out: together, the offset a client that has seen everything
+	// so far recovers from (see offset).
 	mark pubsub.ID
+	pos  uint64
+	// late lists, oldest first, the messages fanned out after a newer one
+	// (ids increase per channel, not across channels): a client whose
+	// offset has a mark above their id but a position before theirs never
+	// saw them, and history after the mark does not hold them. Entries go
+	// after Options.RecoveryWindow, or to keep them within maxLate and
+	// maxLateBytes of payload; lateFloor is the position of the newest one
+	// dropped.
+	late      []lateMessage
+	lateBytes int
+	lateFloor uint64
 	// skips lists, per channel, the recovering clients that received the
-	// channel's history up to an id: live messages up to that id are not
-	// sent to them again.
+	// channel's history from an id up to another: live messages in that
+	// range are not sent to them again.
 	skips map[string][]skip
 }
+
+// lateMessage is a message fanned out after a newer one.
+type lateMessage struct {
+	pos uint64
+	at  time.Time
+	m   pubsub.Message
+}
+
+// maxLate and maxLateBytes bound bridge.late.
+const (
+	maxLate      = 4096
+	maxLateBytes = 4 << 20
+)
 
 // channelSub is the hub subscription of one channel, shared by every
 // Socket.IO client of the channel.
@@ -50,8 +75,8 @@ type channelSub struct {
 }
 
 type skip struct {
-	sid  socket.SocketId
-	upTo pubsub.ID
+	sid        socket.SocketId
+	from, upTo pubsub.ID // the ids in (from, upTo]
 }
 
 // bridge returns the listener of app, creating it if needed.
@@ -210,13 +235,19 @@ func (b *bridge) deliver(m pubsub.Message) {
 	room := channelRoom(b.app, m.Topic)
 	b.fanMu.Lock()
 	defer b.fanMu.Unlock()
+	b.pos++
+	if m.ID < b.mark && s.recover != nil {
+		b.addLate(m)
+	}
 	b.mark = max(b.mark, m.ID)
 	op := s.io.To(room)
 	if sk := b.skips[m.Topic]; len(sk) > 0 {
 		keep := sk[:0]
 		for _, k := range sk {
 			if m.ID <= k.upTo {
-				op = op.Except(socket.Room(k.sid))
+				if m.ID > k.from {
+					op = op.Except(socket.Room(k.sid))
+				}
 				keep = append(keep, k)
 			}
 		}
@@ -229,7 +260,29 @@ func (b *bridge) deliver(m pubsub.Message) {
 	if n := s.roomSize(room); n > 0 {
 		s.stats.delivered.Add(uint64(n))
 	}
-	_ = op.Emit(s.eventOf(&m), s.eventArgs(m.Payload, b.mark)...)
+	_ = op.Emit(s.eventOf(&m), s.eventArgs(m.Payload, b.offset())...)
+}
+
+// offset is the offset of a client that has seen every message fanned out
+// so far. Call it with fanMu held.
+func (b *bridge) offset() offset { return offset{mark: b.mark, pos: b.pos} }
+
+// addLate records m, fanned out at b.pos after a newer message, and
+// forgets the entries no recovering client can need any more. Call it with
+// fanMu held.
+func (b *bridge) addLate(m pubsub.Message) {
+	now := b.s.opts.Clock.Now()
+	drop := 0
+	for drop < len(b.late) && (len(b.late)-drop >= maxLate || b.lateBytes+len(m.Payload) > maxLateBytes || now.Sub(b.late[drop].at) >= b.s.opts.RecoveryWindow) {
+		b.lateBytes -= len(b.late[drop].m.Payload)
+		drop++
+	}
+	if drop > 0 {
+		b.lateFloor = b.late[drop-1].pos
+		b.late = append(b.late[:0], b.late[drop:]...)
+	}
+	b.late = append(b.late, lateMessage{pos: b.pos, at: now, m: m})
+	b.lateBytes += len(m.Payload)
 }
 
 // eventOf is the Socket.IO event name of m: its metadata "event", or
@@ -244,11 +297,11 @@ func (s *Server) eventOf(m *pubsub.Message) string {
 // eventArgs are the arguments of a delivered event: the payload, and, with
 // recovery on, the offset a client that saw it recovers from, which
 // socket.io-client records and sends back when it reconnects.
-func (s *Server) eventArgs(payload json.RawMessage, offset pubsub.ID) []any {
+func (s *Server) eventArgs(payload json.RawMessage, off offset) []any {
 	if s.recover == nil {
 		return []any{payload}
 	}
-	return []any{payload, offsetString(offset)}
+	return []any{payload, off.String()}
 }
 
 // roomSize is the number of Socket.IO clients in room.

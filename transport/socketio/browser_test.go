@@ -79,8 +79,14 @@ func TestBrowser(t *testing.T) {
 	}()
 	defer func() {
 		_ = srv.Process.Signal(syscall.SIGTERM)
-		<-drained
-		if err := srv.Wait(); err != nil && ctx.Err() == nil {
+		select {
+		case <-drained:
+		case <-time.After(waitTimeout):
+			t.Errorf("the server still running %v after SIGTERM; killing it", waitTimeout)
+			_ = srv.Process.Kill()
+			<-drained // the pipe closes with the killed process
+		}
+		if err := srv.Wait(); err != nil && ctx.Err() == nil && !t.Failed() {
 			t.Errorf("the server did not shut down cleanly: %v", err)
 		}
 	}()

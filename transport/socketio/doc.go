@@ -92,14 +92,16 @@
 // A socket.io-client whose connection drops reconnects by itself; the
 // Server implements Socket.IO's connection state recovery with the hub's
 // history instead of an in-memory packet buffer. Every event carries, as
-// its last argument, an offset (a decimal message id) that socket.io-client
-// keeps and sends back when it reconnects; a client that comes back within
+// its last argument, an offset (the newest message id fanned out and a
+// count, as "id.count") that socket.io-client keeps and sends back when it
+// reconnects; a client that comes back within
 // [Options.RecoveryWindow] (2 minutes) is subscribed again to its channels,
 // without emitting "subscribe", and receives from history what was published
 // to them meanwhile (at most [Options.RecoveryLimit] per channel, the newest),
-// then live messages, each once and in order; socket.recovered is true. (A
-// message of another of its channels that was still on its way to the
-// Server when the connection dropped can be missed.) Its key is checked
+// then live messages, each once and in order; socket.recovered is true.
+// That includes a message of one of its channels that reached the Server
+// after a newer one of another channel, and after the connection dropped
+// (ids increase per channel, not across channels). Its key is checked
 // again first. A client away longer, or after a restart of the
 // server (sessions live in memory), connects as a new one and subscribes
 // again. A handler written as (data) => … ignores the extra argument.
@@ -111,6 +113,13 @@
 // with more than [Options.SendQueue] packets waiting is disconnected, as a
 // lost connection would be, and recovers what it missed when it reconnects.
 // A client may send at most 64 KiB at once.
+//
+// All the clients of an app share one hub connection (see Efficiency), so a
+// hub's limit on the subscriptions of one connection (memory.Options or
+// network.Options MaxSubscriptions) caps the distinct channels of the whole
+// app: once one client has subscribed to that many, the others' subscribes
+// to new channels fail with TOO_MANY_SUBSCRIPTIONS. Serve this dialect from a
+// hub without that limit, as memory.New's zero Options are.
 //
 // # Efficiency
 //

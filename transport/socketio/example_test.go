@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
@@ -56,8 +57,12 @@ func ExampleNew() {
 	resp.Body.Close()
 	fmt.Println(resp.Status)
 
-	m := <-got
-	fmt.Println(m.Topic, m.Metadata["event"], string(m.Payload), m.From)
+	select {
+	case m := <-got:
+		fmt.Println(m.Topic, m.Metadata["event"], string(m.Payload), m.From)
+	case <-time.After(10 * time.Second):
+		fmt.Println("the Plaza client received nothing within 10 s")
+	}
 	// Output:
 	// 200 OK
 	// orders.42 order.updated {"id":42} publish-api

@@ -20,7 +20,7 @@ func handshake(tb testing.TB, base, origin string) (*http.Response, string) {
 	if origin != "" {
 		req.Header.Set("Origin", origin)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestServesTheClientBundle(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Options{})
 	for _, path := range []string{"socket.io.js", "socket.io.min.js"} {
-		resp, err := http.Get(f.ts.URL + Path + path)
+		resp, err := client.Get(f.ts.URL + Path + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +129,7 @@ func TestServesTheClientBundle(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodGet, f.ts.URL+Path+"socket.io.js", nil)
 	req.Header.Set("If-None-Match", `"`+ClientVersion+`"`)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotModified {
+	if resp, err := client.Do(req); err != nil || resp.StatusCode != http.StatusNotModified {
 		t.Errorf("GET with If-None-Match = %v, %v; want 304", resp, err)
 	} else {
 		resp.Body.Close()

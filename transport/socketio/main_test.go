@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -18,6 +19,10 @@ func TestMain(m *testing.M) {
 // waitTimeout bounds every wait for something that should happen; it guards
 // against deadlocks and measures nothing.
 const waitTimeout = 10 * time.Second
+
+// client is the HTTP client of the tests: no request waits longer than
+// waitTimeout for its answer, whatever the server does.
+var client = &http.Client{Timeout: waitTimeout}
 
 // t0 is where fake clocks start.
 var t0 = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)

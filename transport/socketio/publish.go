@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/plazahq/plaza/internal/jsonvalid"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -66,6 +67,11 @@ func decodePublishBody(body []byte) (publishBody, *pubsub.Error) {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field == "" {
 			return p, pubsub.Errorf(pubsub.CodeInvalidRequest, `the body must be a JSON object {"channel": …, "event": …, "data": …}, not %s`, te.Value)
+		}
+		if jsonvalid.Check(body, jsonvalid.StdDepth) == jsonvalid.ErrTooDeep {
+			// Only "data" may nest: the body fails as its data would have,
+			// had encoding/json decoded it, as on Plaza's own HTTP publish.
+			return p, pubsub.Errorf(pubsub.CodeInvalidPayload, `the body nests arrays and objects more than %d levels deep; "data" may nest at most %d`, jsonvalid.StdDepth, pubsub.MaxPayloadDepth)
 		}
 		return p, pubsub.Errorf(pubsub.CodeInvalidRequest, "malformed JSON body: %s", jsonProblem(err))
 	}

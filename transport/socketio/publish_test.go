@@ -80,6 +80,8 @@ func TestPublishRefusesBadBodies(t *testing.T) {
 		{"control character in event", `{"channel":"orders.42","event":"a\nb"}`, 400, pubsub.CodeInvalidRequest},
 		{"invalid UTF-8", "{\"channel\":\"orders.42\",\"event\":\"e\",\"data\":\"\xff\"}", 400, pubsub.CodeInvalidPayload},
 		{"data too large", big, 413, pubsub.CodePayloadTooLarge},
+		{"data nested too deeply", nestedBody(pubsub.MaxPayloadDepth + 1), 400, pubsub.CodeInvalidPayload},
+		{"data nested deeper than encoding/json decodes", nestedBody(10001), 400, pubsub.CodeInvalidPayload},
 		{"body too large", `{"pad":"` + strings.Repeat("x", maxPublishBody) + `"}`, 413, pubsub.CodePayloadTooLarge},
 	}
 	for _, tt := range tests {
@@ -98,7 +100,7 @@ func TestPublishRefusesBadBodies(t *testing.T) {
 func TestPublishMethodAndRoutes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Options{})
-	resp, err := http.Get(f.ts.URL + PublishPath)
+	resp, err := client.Get(f.ts.URL + PublishPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func TestPublishMethodAndRoutes(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
 		t.Errorf("GET /publish = %d, Allow %q; want 405, POST", resp.StatusCode, resp.Header.Get("Allow"))
 	}
-	resp, err = http.Get(f.ts.URL + "/elsewhere")
+	resp, err = client.Get(f.ts.URL + "/elsewhere")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,4 +200,9 @@ func TestPublishPerMinuteCap(t *testing.T) {
 	if got := f.srv.Stats().RateLimited; got != 3 {
 		t.Errorf("Stats().RateLimited = %d, want 3", got)
 	}
+}
+
+// nestedBody is a publish body whose data nests depth arrays.
+func nestedBody(depth int) string {
+	return `{"channel":"c","event":"e","data":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}`
 }

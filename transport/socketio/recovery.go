@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,8 +22,11 @@ import (
 // that time. Here the hub's history does that job: the adapter below keeps
 // only which channels a lost client held; every event carries, as its last
 // argument, the offset socket.io-client sends back when it reconnects (the
-// newest id fanned out so far); and a recovered client gets the messages of
-// its channels after that offset from history, then live ones, each once.
+// newest id fanned out so far and how many messages were); and a recovered
+// client gets the messages of its channels after that offset: those fanned
+// out after it but older than its id (ids increase per channel, so messages
+// of two channels may reach the listener out of id order), then history
+// after its id, then live ones, each once.
 
 // adapterBuilder makes the Server's Socket.IO adapter.
 type adapterBuilder struct{ s *Server }
@@ -53,7 +57,7 @@ func (a *adapter) RestoreSession(pid socket.PrivateSessionId, offset string) (*s
 // lost.
 type resumeState struct {
 	channels map[string]pubsub.ID // channel → its socketChannel.since
-	offset   pubsub.ID            // the last offset the client saw
+	offset   offset               // the last offset the client saw
 }
 
 // sessions are the lost clients that may still recover.
@@ -104,9 +108,9 @@ func (ss *sessions) persist(ps *socket.SessionToPersist) {
 
 // restore returns the session of pid, once, unless it expired or offset is
 // not one the Server handed out.
-func (ss *sessions) restore(pid socket.PrivateSessionId, offset string) *socket.Session {
-	off, err := pubsub.ParseID(offset)
-	if err != nil {
+func (ss *sessions) restore(pid socket.PrivateSessionId, offsetArg string) *socket.Session {
+	off, ok := parseOffset(offsetArg)
+	if !ok {
 		return nil
 	}
 	ss.mu.Lock()
@@ -171,25 +175,39 @@ func (s *Server) resume(sock *socket.Socket, st *socketState) {
 
 	b.fanMu.Lock()
 	defer b.fanMu.Unlock()
+	// First the messages fanned out after the client's offset but older
+	// than its mark, which history after the mark leaves out, in the order
+	// they were fanned out; then history after the mark, in id order.
+	if rs.offset.pos < b.lateFloor {
+		s.opts.Logger.Warn("socketio: a recovering client may miss messages fanned out out of id order", "app", st.app)
+	}
+	n := 0
+	for _, l := range b.late {
+		sc := held[l.m.Topic]
+		if l.pos <= rs.offset.pos || l.m.ID > rs.offset.mark || sc == nil || l.m.ID <= sc.since || l.m.From == s.opts.ListenerID {
+			continue
+		}
+		_ = sock.Emit(s.eventOf(&l.m), s.eventArgs(l.m.Payload, offset{mark: rs.offset.mark, pos: l.pos})...)
+		n++
+	}
 	var missed []pubsub.Message
 	for _, name := range sortedChannels(held) {
-		msgs, err := b.history(ctx, name, max(rs.offset, held[name].since))
+		from := max(rs.offset.mark, held[name].since)
+		msgs, err := b.history(ctx, name, from)
 		if err != nil {
 			s.opts.Logger.Warn("socketio: reading missed messages", "app", st.app, "channel", name, "err", err)
 		}
 		if len(msgs) > 0 {
-			b.skips[name] = append(b.skips[name], skip{sid: sock.Id(), upTo: msgs[len(msgs)-1].ID})
+			b.skips[name] = append(b.skips[name], skip{sid: sock.Id(), from: from, upTo: msgs[len(msgs)-1].ID})
 		}
 		missed = append(missed, msgs...)
 	}
 	slices.SortFunc(missed, func(x, y pubsub.Message) int { return cmp.Compare(x.ID, y.ID) })
-	offset := rs.offset
 	for i := range missed {
 		m := &missed[i]
-		offset = max(offset, m.ID)
-		_ = sock.Emit(s.eventOf(m), s.eventArgs(m.Payload, offset)...)
+		_ = sock.Emit(s.eventOf(m), s.eventArgs(m.Payload, offset{mark: max(rs.offset.mark, m.ID), pos: b.pos})...)
 	}
-	s.stats.delivered.Add(uint64(len(missed)))
+	s.stats.delivered.Add(uint64(n + len(missed)))
 	for name := range held {
 		sock.Join(channelRoom(st.app, name))
 	}
@@ -258,4 +276,33 @@ func (b *bridge) historyConn(ctx context.Context) (pubsub.Conn, error) {
 	return conn, nil
 }
 
-func offsetString(id pubsub.ID) string { return strconv.FormatInt(int64(id), 10) }
+// offset is what a client has seen of an app's messages: every message
+// the listener fanned out up to position pos (counted from the listener's
+// start), whose newest id was mark. It travels as "mark.pos" in decimal.
+type offset struct {
+	mark pubsub.ID
+	pos  uint64
+}
+
+func (o offset) String() string {
+	b := strconv.AppendInt(make([]byte, 0, 40), int64(o.mark), 10)
+	b = append(b, '.')
+	return string(strconv.AppendUint(b, o.pos, 10))
+}
+
+// parseOffset parses an offset as String writes it.
+func parseOffset(s string) (offset, bool) {
+	ms, ps, ok := strings.Cut(s, ".")
+	if !ok || ps == "" || len(ps) > 20 || strings.TrimLeft(ps, "0123456789") != "" {
+		return offset{}, false
+	}
+	mark, err := pubsub.ParseID(ms)
+	if err != nil {
+		return offset{}, false
+	}
+	pos, err := strconv.ParseUint(ps, 10, 64)
+	if err != nil {
+		return offset{}, false
+	}
+	return offset{mark: mark, pos: pos}, true
+}

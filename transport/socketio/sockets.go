@@ -234,7 +234,7 @@ func (s *Server) onSubscribe(sock *socket.Socket, st *socketState, args []any) {
 		st.mu.Unlock()
 		if b, err := s.bridge(st.app); err == nil { // already subscribed
 			b.fanMu.Lock()
-			reply.ok(eventSubscribed, b.mark)
+			reply.ok(eventSubscribed, b.offset())
 			b.fanMu.Unlock()
 		}
 		return
@@ -273,7 +273,7 @@ func (s *Server) onSubscribe(sock *socket.Socket, st *socketState, args []any) {
 	b.fanMu.Lock()
 	sc.since = max(b.mark, pubsub.IDAt(s.opts.Clock.Now())-1)
 	sock.Join(channelRoom(st.app, channel))
-	reply.ok(eventSubscribed, b.mark)
+	reply.ok(eventSubscribed, b.offset())
 	b.fanMu.Unlock()
 }
 
@@ -292,7 +292,7 @@ func (s *Server) onUnsubscribe(sock *socket.Socket, st *socketState, args []any)
 			b.release(channel, sc.sub)
 		}
 	}
-	reply.ok(eventUnsubscribed, 0)
+	reply.ok(eventUnsubscribed, offset{})
 }
 
 // onDisconnect releases what a client held.
@@ -343,10 +343,10 @@ type replier struct {
 	ack     socket.Ack
 }
 
-func (r replier) ok(event string, offset pubsub.ID) {
+func (r replier) ok(event string, off offset) {
 	payload := map[string]any{"channel": r.channel}
 	if event == eventSubscribed && r.s.recover != nil {
-		_ = r.sock.Emit(event, payload, offsetString(offset))
+		_ = r.sock.Emit(event, payload, off.String())
 	} else {
 		_ = r.sock.Emit(event, payload)
 	}
