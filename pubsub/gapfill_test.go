@@ -205,7 +205,12 @@ func TestOnErrorMayCallTheRoom(t *testing.T) {
 	r, err := pubsub.Join(ctx, tr, "lobby", &pubsub.JoinOptions{
 		ClientID: "bob", ReconnectMin: time.Millisecond,
 		OnError: func(error) {
-			<-ready // closed right after Join returns
+			select {
+			case <-ready: // closed right after Join returns
+			case <-ctx.Done():
+				done <- ctx.Err()
+				return
+			}
 			_ = r.Err()
 			done <- r.Leave(ctx) // from the Room's own goroutine
 		},

@@ -235,7 +235,7 @@ func testKeysConcurrent(t *testing.T, o opener) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "the concurrent Keys writers and readers")
 	close(errs)
 	for err := range errs {
 		t.Error(err)

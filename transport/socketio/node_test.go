@@ -119,8 +119,18 @@ func startNode(tb testing.TB, url string) *nodeClients {
 func (n *nodeClients) send(cmd map[string]any) {
 	n.tb.Helper()
 	b, _ := json.Marshal(cmd)
-	if _, err := n.stdin.Write(append(b, '\n')); err != nil {
-		n.tb.Fatalf("writing to driver.mjs: %v", err)
+	written := make(chan error, 1)
+	go func() { // a driver that stops reading would block the write
+		_, err := n.stdin.Write(append(b, '\n'))
+		written <- err
+	}()
+	select {
+	case err := <-written:
+		if err != nil {
+			n.tb.Fatalf("writing to driver.mjs: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		n.tb.Fatalf("driver.mjs did not take the command %s within %v", b, waitTimeout)
 	}
 }
 
