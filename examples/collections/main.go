@@ -131,7 +131,7 @@ type config struct {
 	// volatile keeps history in memory and does not fsync records.db:
 	// tests that measure the event pipeline rather than the disk.
 	volatile bool
-	log       *slog.Logger
+	log      *slog.Logger
 }
 
 // app is the running store: hub, history, records, handlers.

@@ -254,7 +254,7 @@ func TestConcurrentWrites(t *testing.T) {
 		clients, writes = 200, 100
 	}
 	f := newFixture(t, -1, true) // the event pipeline, not the disk's fsync
-	var order []string // ids in commit order; written under the store's lock
+	var order []string           // ids in commit order; written under the store's lock
 	f.app.store.committed = func(_ string, rec Record) { order = append(order, rec[fieldID].(string)) }
 
 	conns := make([]*wsClient, clients)
