@@ -31,8 +31,10 @@
 // under the lock that orders writes, so events leave in commit order,
 // exactly one per committed change and none for a failed write.
 //
-// Tokens are HS256 JWTs signed with -secret (or $PLAZA_JWT_SECRET): sub is
-// the user, exp the end of the connection. The default secret is for trying
+// Tokens are HS256 JWTs signed with -secret (or $PLAZA_JWT_SECRET), with
+// aud "plaza-collections": sub is the user, exp the end of the connection,
+// and an optional "topics" claim lists the collections the token may read
+// in realtime (go run . token -collection posts). The default secret is for trying
 // the store on this machine only.
 package main
 
@@ -60,6 +62,9 @@ import (
 	"github.com/plazahq/plaza/transport/network"
 	"github.com/plazahq/plaza/transport/network/jwtauth"
 )
+
+// audience is the aud claim the store's tokens carry and require.
+const audience = "plaza-collections"
 
 // devSecret is the secret when neither -secret nor $PLAZA_JWT_SECRET is set.
 const devSecret = "plaza-dev-secret-change-me"
@@ -116,6 +121,7 @@ func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 func mintToken(secret []byte, sub string, ttl time.Duration, now time.Time, topics []string) (string, error) {
 	c := jwtauth.Claims{RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   sub,
+		Audience:  jwt.ClaimStrings{audience},
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
@@ -152,7 +158,7 @@ func newApp(ctx context.Context, cfg config) (*app, error) {
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	v, err := jwtauth.New(jwtauth.Options{Secret: cfg.secret})
+	v, err := jwtauth.New(jwtauth.Options{Secret: cfg.secret, Audience: audience})
 	if err != nil {
 		return nil, err
 	}
