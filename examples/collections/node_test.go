@@ -73,7 +73,7 @@ func TestNodeSeedExample(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"BASE="+f.ts.URL,
 		"TOKEN="+f.tok,
-		"EXPIRING="+f.token(t, "bob", 2*time.Second),
+		"EXPIRING="+f.token(t, "bob", 4*time.Second),
 		"BAD="+string(badJSON),
 	)
 	out, err := cmd.CombinedOutput()
