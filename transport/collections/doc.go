@@ -65,6 +65,10 @@
 // refused the collection) or TOO_MANY_SUBSCRIPTIONS (more than
 // Options.MaxSubscriptions, default 100, collections at once).
 //
+// A connection that sends more than Options.MaxFrameRate frames per second
+// (default 1000) is closed with 1008, one whose frame is larger than
+// Options.MaxFrameBytes (default 4096) with 1009.
+//
 // # Concurrency
 //
 // Each connection has a goroutine that reads its frames and one that

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/network"
@@ -41,6 +42,7 @@ const (
 	DefaultHeartbeat        = 30 * time.Second
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultMaxFrameBytes    = 4096
+	DefaultMaxFrameRate     = 1000
 )
 
 // Options configure a [Server]. Authenticate is required; every other
@@ -91,6 +93,12 @@ type Options struct {
 	// closes the connection with 1009. Zero means 4096.
 	MaxFrameBytes int64
 
+	// MaxFrameRate is how many frames per second one connection may send,
+	// in bursts of as many; a connection that sends faster is closed with
+	// 1008 (policy violation), reason "RATE_LIMIT_EXCEEDED: …". It runs on
+	// Clock. Zero means 1000; negative means no limit.
+	MaxFrameRate float64
+
 	// OriginPatterns lists the browser origins besides the server's own
 	// that may connect, as websocket.AcceptOptions.OriginPatterns. Nil
 	// means same-origin only; requests without Origin are always allowed.
@@ -120,6 +128,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxFrameBytes <= 0 {
 		o.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if o.MaxFrameRate == 0 {
+		o.MaxFrameRate = DefaultMaxFrameRate
 	}
 	if o.Clock == nil {
 		o.Clock = pubsub.SystemClock{}
@@ -324,10 +335,19 @@ func (c *conn) serve() {
 
 // read handles client frames until the connection ends.
 func (c *conn) read() {
+	o := &c.s.opts
+	var lim *rate.Limiter
+	if o.MaxFrameRate > 0 {
+		lim = rate.NewLimiter(rate.Limit(o.MaxFrameRate), max(1, int(o.MaxFrameRate)))
+	}
 	for {
 		_, data, err := c.ws.Read(c.ctx)
 		if err != nil {
 			c.close(websocket.StatusNormalClosure, "") // no-op if already closing
+			return
+		}
+		if lim != nil && !lim.AllowN(o.Clock.Now(), 1) {
+			c.fail(websocket.StatusPolicyViolation, pubsub.Errorf(pubsub.CodeRateLimitExceeded, "more than %g frames per second", o.MaxFrameRate))
 			return
 		}
 		f, err := ParseFrame(data)

@@ -269,3 +269,25 @@ func TestPublishRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestFrameRateCap(t *testing.T) {
+	f := newFixture(t, collections.Options{Heartbeat: -1, MaxFrameRate: 5})
+	c := f.dial(t, "alice")
+	for range 5 {
+		c.send("ping")
+		if got := c.next("pong"); got["type"] != "pong" {
+			t.Fatalf("ping → %v, want pong", got)
+		}
+	}
+	c.send("ping") // the sixth within the same instant of the fake clock
+	got := c.next("the rate error")
+	ce := c.expectClose("the close for sending too fast")
+	if got["code"] != string(pubsub.CodeRateLimitExceeded) || ce.Code != websocket.StatusPolicyViolation {
+		t.Errorf("sixth frame → %v, close %d %q; want RATE_LIMIT_EXCEEDED and 1008", got, ce.Code, ce.Reason)
+	}
+	other := f.dial(t, "bob")
+	other.send("ping")
+	if got := other.next("pong on another connection"); got["type"] != "pong" {
+		t.Errorf("another connection got %v, want pong", got)
+	}
+}
