@@ -205,6 +205,12 @@
 // when they expire ([CloseCredentialsExpired]), unless the client sends a
 // fresh auth frame for the same client id before then.
 //
+// For JSON Web Tokens, package transport/network/jwtauth (a module of its
+// own, so that only programs that import it link the JWT library) provides
+// both hooks: its Verifier.Authenticate makes the token's sub the client id
+// and its exp the Expires, and its Verifier.Authorize applies the token's
+// rooms, actions and topics claims.
+//
 // [Options.Authorize] is asked before each publish, subscribe and history
 // request; a refusal fails that request with PERMISSION_DENIED and leaves the
 // connection open. Plain HTTP requests and event streams are authorized the

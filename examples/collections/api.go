@@ -1,0 +1,153 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/transport/network/jwtauth"
+)
+
+// maxBodyBytes caps a request body; a record must also fit in an event
+// (pubsub.MaxPayloadBytes).
+const maxBodyBytes = pubsub.MaxPayloadBytes
+
+// api serves the REST routes.
+type api struct {
+	store *Store
+	v     *jwtauth.Verifier
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var perr *pubsub.Error
+	if !errors.As(err, &perr) {
+		perr = &pubsub.Error{Code: pubsub.CodeInternal, Message: "internal error"}
+	}
+	status := http.StatusBadRequest
+	switch perr.Code {
+	case "NOT_FOUND":
+		status = http.StatusNotFound
+	case pubsub.CodeUnauthenticated:
+		status = http.StatusUnauthorized
+	case pubsub.CodePayloadTooLarge:
+		status = http.StatusRequestEntityTooLarge
+	case pubsub.CodeInternal:
+		status = http.StatusInternalServerError
+	}
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(perr.Code), "message": perr.Message}})
+}
+
+// auth verifies the request's token.
+func (a *api) auth(w http.ResponseWriter, r *http.Request) bool {
+	tok := r.URL.Query().Get("token")
+	if h := r.Header.Get("Authorization"); h != "" {
+		tok = strings.TrimSpace(strings.TrimPrefix(h, "Bearer "))
+	}
+	if _, err := a.v.Verify(tok); err != nil {
+		writeError(w, err)
+		return false
+	}
+	return true
+}
+
+// body reads a JSON object.
+func body(w http.ResponseWriter, r *http.Request) (Record, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		return nil, pubsub.Errorf(pubsub.CodePayloadTooLarge, "body is larger than %d bytes", maxBodyBytes)
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil || rec == nil {
+		return nil, pubsub.Errorf(pubsub.CodeInvalidPayload, "body must be a JSON object")
+	}
+	return rec, nil
+}
+
+func (a *api) create(w http.ResponseWriter, r *http.Request) {
+	if !a.auth(w, r) {
+		return
+	}
+	fields, err := body(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rec, err := a.store.Create(r.Context(), r.PathValue("collection"), fields)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, rec)
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	if !a.auth(w, r) {
+		return
+	}
+	limit := 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, pubsub.Errorf(pubsub.CodeInvalidLimit, "limit must be 1 to 1000"))
+			return
+		}
+		limit = n
+	}
+	recs, err := a.store.List(r.PathValue("collection"), limit)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": recs})
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	if !a.auth(w, r) {
+		return
+	}
+	rec, err := a.store.Get(r.PathValue("collection"), r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (a *api) update(w http.ResponseWriter, r *http.Request) {
+	if !a.auth(w, r) {
+		return
+	}
+	fields, err := body(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rec, err := a.store.Update(r.Context(), r.PathValue("collection"), r.PathValue("id"), fields)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (a *api) remove(w http.ResponseWriter, r *http.Request) {
+	if !a.auth(w, r) {
+		return
+	}
+	rec, err := a.store.Delete(r.Context(), r.PathValue("collection"), r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
