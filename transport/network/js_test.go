@@ -115,14 +115,19 @@ func newJSServer(tb testing.TB) *jsServer {
 	mux.HandleFunc("POST /fault", func(w http.ResponseWriter, r *http.Request) {
 		j.faults.Add(1)
 	})
-	// POST /publish?room=&topic= publishes the body, JSON, as "gopher".
+	// POST /publish?room=&topic=&from= publishes the body, JSON, as from
+	// ("gopher" when empty), straight into the hub.
 	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) {
 		var payload json.RawMessage
 		if err := json.NewDecoder(r.Body).Decode(&payload); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		room, err := pubsub.Join(r.Context(), hub, r.URL.Query().Get("room"), &pubsub.JoinOptions{ClientID: "gopher"})
+		from := r.URL.Query().Get("from")
+		if from == "" {
+			from = "gopher"
+		}
+		room, err := pubsub.Join(r.Context(), hub, r.URL.Query().Get("room"), &pubsub.JoinOptions{ClientID: from})
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

@@ -115,6 +115,8 @@ export interface JoinOpts {
   retryDelay?: number;
   /** How long a request waits for its reply before NETWORK_ERROR, ms. Default 10000. */
   requestTimeout?: number;
+  /** How long opening a connection may take, up to the server's welcome, ms. Default 10000. */
+  connectTimeout?: number;
   /** Fill the gap from history after a reconnect. Default true. */
   gapFill?: boolean;
   onConnectionState?: (ev: ConnectionStateEvent) => void;

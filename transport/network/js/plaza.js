@@ -217,7 +217,7 @@ function wsURL(url, room) {
 // Connection is one WebSocket of the frame protocol, from the auth frame
 // to its close. It never reconnects: the Room does.
 class Connection {
-  constructor(WS, url, token, requestTimeout) {
+  constructor(WS, url, token, requestTimeout, connectTimeout) {
     this.pending = new Map();
     this.seq = 0;
     this.requestTimeout = requestTimeout;
@@ -234,6 +234,12 @@ class Connection {
       }
       this.ws = ws;
       let welcomed = false;
+      // A handshake or welcome that never comes must not stall reconnects.
+      const timer = setTimeout(() => {
+        this.closed = true;
+        reject(fail("NETWORK_ERROR", `no welcome from ${url} within ${connectTimeout} ms`));
+        try { ws.close(); } catch { /* not open yet */ }
+      }, connectTimeout);
       ws.onopen = () => ws.send(JSON.stringify({ auth: token ?? "" }));
       ws.onmessage = (ev) => {
         let f;
@@ -243,7 +249,8 @@ class Connection {
           return; // the server sends only JSON; skip what is not
         }
         if (!welcomed) {
-          if (f.type === "welcome") { welcomed = true; resolve(f); return; }
+          if (this.closed) return;
+          if (f.type === "welcome") { welcomed = true; clearTimeout(timer); resolve(f); return; }
           if (f.type === "error" && f.error) { this.lastError = f.error; }
           return;
         }
@@ -251,6 +258,7 @@ class Connection {
       };
       ws.onerror = () => {};
       ws.onclose = (ev) => {
+        clearTimeout(timer);
         const we = this.lastError;
         const err = we
           ? fail(we.code, we.message, { retryAfterMs: we.retryAfterMs })
@@ -364,7 +372,7 @@ class Room {
   }
 
   async connect() {
-    const c = new Connection(this.WS, this.url, this.opts.token, this.opts.requestTimeout);
+    const c = new Connection(this.WS, this.url, this.opts.token, this.opts.requestTimeout, this.opts.connectTimeout);
     const welcome = await c.opened;
     c.onMessages = (ms) => { for (const m of ms) this.deliver(m, false); };
     this.welcome = welcome;
@@ -708,6 +716,7 @@ export async function join(url, roomName, opts = {}) {
     retries: opts.retries === undefined ? 3 : Math.max(0, opts.retries),
     retryDelay: opts.retryDelay > 0 ? opts.retryDelay : 250,
     requestTimeout: opts.requestTimeout > 0 ? opts.requestTimeout : 10000,
+    connectTimeout: opts.connectTimeout > 0 ? opts.connectTimeout : 10000,
     gapFill: opts.gapFill !== false,
     onConnectionState: opts.onConnectionState,
     onError: opts.onError,

@@ -12,8 +12,20 @@ let rooms = 0;
 // roomName is a room of its own for each test.
 export const roomName = (what) => `${what}-${process.pid}-${++rooms}`;
 
+const joined = new Set();
+
 // join joins room as the client id `as`, with fast reconnects.
-export const join = (room, as, opts = {}) => Plaza.join(URL_, room, { token: as, reconnectMin: 50, reconnectMax: 200, retryDelay: 50, ...opts });
+export async function join(room, as, opts = {}) {
+  const r = await Plaza.join(URL_, room, { token: as, reconnectMin: 50, reconnectMax: 200, retryDelay: 50, connectTimeout: 500, ...opts });
+  joined.add(r);
+  return r;
+}
+
+// leaveAll leaves every room join joined.
+export async function leaveAll() {
+  await Promise.all([...joined].map((r) => r.leave()));
+  joined.clear();
+}
 
 export async function control(path, body) {
   const resp = await fetch(CONTROL + path, { method: "POST", body: body === undefined ? undefined : JSON.stringify(body) });
