@@ -288,3 +288,43 @@ func TestScriptRoutes(t *testing.T) {
 		t.Errorf("GET /plaza.js/pubsub/chat/history = %d, want 200: the script route shadows a room", resp.StatusCode)
 	}
 }
+
+// TestPlazaJSBrowser runs plaza.js in headless Chromium
+// (testdata/browser/plazajs.mjs, with playwright-core): two pages import it
+// from the Server's /plaza.js, publish to each other without self-echo,
+// get PlazaErrors before any I/O, page history, and ride out a server
+// restart with the gap filled. It skips as TestBrowser does, and fails
+// with CI=true when Chromium, node or playwright-core is missing.
+func TestPlazaJSBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser; skipped with -short")
+	}
+	missing := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and "+format, args...)
+		}
+		t.Skipf("skipping the browser test: "+format, args...)
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		missing("Chromium is not installed at %s (apt-get install chromium, as .ci/run does)", chromiumPath)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing("node is not installed (apt-get install nodejs npm)")
+	}
+	if _, err := os.Stat("testdata/browser/node_modules/playwright-core"); err != nil {
+		missing("playwright-core is not installed: run npm ci in transport/network/testdata/browser, as .ci/run does")
+	}
+	js := newJSServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "plazajs.mjs", "http://"+js.addr, js.control.URL, filepath.Join(t.TempDir(), "profile"))
+	cmd.Dir = "testdata/browser"
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromiumPath)
+	out, err := cmd.CombinedOutput()
+	t.Logf("plazajs.mjs against %s:\n%s", js.addr, out)
+	if err != nil {
+		t.Fatalf("plaza.js in Chromium failed: %v", err)
+	}
+}
