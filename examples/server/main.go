@@ -59,6 +59,11 @@ var page []byte
 //go:embed favicon.svg
 var favicon []byte
 
+// chatPage is the chat demo at /chat, built on plaza.js.
+//
+//go:embed chat.html
+var chatPage []byte
+
 // Default keys, for trying the server on this machine.
 const (
 	defaultPublishKey   = "pk-dev"
@@ -152,6 +157,11 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(page)
+	})
+	// The chat demo: plaza.js (served by srv at /plaza.js) in a page.
+	mux.HandleFunc("GET /chat", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(chatPage)
 	})
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/svg+xml")

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -326,5 +328,88 @@ func TestPlazaJSBrowser(t *testing.T) {
 	t.Logf("plazajs.mjs against %s:\n%s", js.addr, out)
 	if err != nil {
 		t.Fatalf("plaza.js in Chromium failed: %v", err)
+	}
+}
+
+// TestChatBrowser builds examples/server and has two browser contexts,
+// alice and bob, use its chat demo at /chat (testdata/browser/chat.mjs):
+// history on entry and "load older", a live message shown once to its
+// sender, the people list, the typing indicator, live cursors and a private
+// message that only its recipient sees. SCREENSHOTS=<dir> saves both
+// windows there. It skips and fails as TestBrowser does.
+func TestChatBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser; skipped with -short")
+	}
+	missing := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and "+format, args...)
+		}
+		t.Skipf("skipping the browser test: "+format, args...)
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		missing("Chromium is not installed at %s (apt-get install chromium, as .ci/run does)", chromiumPath)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing("node is not installed (apt-get install nodejs npm)")
+	}
+	if _, err := os.Stat("testdata/browser/node_modules/playwright-core"); err != nil {
+		missing("playwright-core is not installed: run npm ci in transport/network/testdata/browser, as .ci/run does")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		missing("no go command on PATH to build examples/server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "server")
+	if out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, "../../examples/server").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./examples/server: %v\n%s", err, out)
+	}
+	srv := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0", "-memory")
+	srv.Stderr = os.Stderr
+	stdout, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatalf("starting the server: %v", err)
+	}
+	addrc := make(chan string, 1)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		lines := bufio.NewScanner(stdout)
+		for lines.Scan() {
+			if rest, ok := strings.CutPrefix(lines.Text(), "Plaza hub listening on "); ok {
+				addrc <- rest
+			}
+		}
+	}()
+	defer func() {
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		<-drained
+		if err := srv.Wait(); err != nil && ctx.Err() == nil {
+			t.Errorf("the server did not shut down cleanly: %v", err)
+		}
+	}()
+	var base string
+	select {
+	case base = <-addrc:
+	case <-drained:
+		t.Fatal("the server exited before listening")
+	case <-ctx.Done():
+		t.Fatal("the server did not start")
+	}
+	cmd := exec.CommandContext(ctx, node, "chat.mjs", base, "pk-dev", "sk-dev", os.Getenv("SCREENSHOTS"))
+	cmd.Dir = "testdata/browser"
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromiumPath)
+	out, err := cmd.CombinedOutput()
+	t.Logf("chat.mjs against %s:\n%s", base, out)
+	if err != nil {
+		t.Fatalf("the chat page checks failed: %v", err)
 	}
 }
