@@ -221,7 +221,8 @@ History is kept %[4]s.
   publish key:    %[2]s   (publish, subscribe, history, client sockets)
   subscribe key:  %[3]s   (subscribe, history, client sockets)
 
-Open http://%[1]s/ in a browser, or try it from a shell:
+Open http://%[1]s/ in a browser, or the chat demo at http://%[1]s/chat
+(plaza.js, the JavaScript client, is at http://%[1]s/plaza.js), or try it from a shell:
 
   # subscribe with Server-Sent Events (leave it running)
   curl -N "http://%[1]s/lobby/pubsub/alerts/subscribe?token=%[3]s"
