@@ -335,7 +335,9 @@ func TestPlazaJSBrowser(t *testing.T) {
 // alice and bob, use its chat demo at /chat (testdata/browser/chat.mjs):
 // history on entry and "load older", a live message shown once to its
 // sender, the people list, the typing indicator, live cursors and a private
-// message that only its recipient sees. SCREENSHOTS=<dir> saves both
+// message that only its recipient sees, and, with alice's WebSocket cut by
+// the test while bob writes, the reconnect status and the catch-up of the
+// two messages she missed. SCREENSHOTS=<dir> saves both
 // windows there. It skips and fails as TestBrowser does.
 func TestChatBrowser(t *testing.T) {
 	if testing.Short() {

@@ -29,9 +29,25 @@ const check = async (name, fn) => {
   }
 };
 
+// open joins the chat as name. Its WebSocket goes through a route the test
+// controls: page.cut() drops the connection and refuses new ones until
+// page.mend().
 async function open(name) {
   const context = await browser.newContext({ viewport: { width: 900, height: 640 } });
   const page = await context.newPage();
+  let blocked = false;
+  const live = new Set();
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    if (blocked) { ws.close({ code: 1011, reason: "cut by the test" }); return; }
+    live.add(ws);
+    ws.connectToServer();
+  });
+  page.cut = async () => {
+    blocked = true;
+    for (const ws of live) await ws.close({ code: 1011, reason: "cut by the test" });
+    live.clear();
+  };
+  page.mend = () => { blocked = false; };
   page.setDefaultTimeout(10000);
   page.errors = [];
   page.on("pageerror", (e) => page.errors.push(e.message));
@@ -107,6 +123,24 @@ try {
     if (page.messages.some((m) => m.payload.text === "just between us")) throw new Error("carol sees the private message in history");
     await bob.selectOption("#to", "");
     await bob.fill("#text", "");
+  });
+
+  await check("reconnect status, then catch-up of what was missed", async () => {
+    await alice.cut();
+    await alice.waitForSelector("#status.reconnecting");
+    const status = await alice.textContent("#status");
+    for (const t of ["while you were away 1", "while you were away 2"]) {
+      await bob.fill("#text", t);
+      await bob.press("#text", "Enter");
+    }
+    await bob.waitForFunction(() => !document.querySelector("#log .msg.pending"));
+    alice.mend();
+    await alice.waitForSelector("#status.connected", { timeout: 15000 });
+    await alice.waitForFunction(() => [...document.querySelectorAll("#log .notice")].some((n) => n.textContent.includes("caught up on 2 missed messages")));
+    const t = await texts(alice);
+    const got = t.filter((x) => x.startsWith("while you were away"));
+    if (got.join("|") !== "while you were away 1|while you were away 2") throw new Error(`alice shows ${JSON.stringify(got)}`);
+    return `while cut: "${status.trim()}"`;
   });
 
   await check("no uncaught errors on the pages", async () => {
