@@ -423,10 +423,16 @@ class Room {
       if (this.left) { c.close(); return; }
       const ok = await this.resubscribe(c);
       if (!ok) { c.close(); continue; }
+      // Live messages wait until the gap is filled, so that handlers get
+      // every topic in id order and nothing twice.
+      const held = [];
+      c.onMessages = (ms) => held.push(...ms);
       this.attach(c);
       let gap = { gapFilled: true, filled: 0 };
       if (this.opts.gapFill) gap = await this.gapFill(c);
       else gap.gapFilled = false;
+      for (const m of held) this.deliver(m, false);
+      c.onMessages = (ms) => { for (const m of ms) this.deliver(m, false); };
       if (this.conn === c) this.emit({ state: "connected", reconnected: true, ...gap });
       return;
     }
@@ -439,6 +445,7 @@ class Room {
       for (const [topic, wt] of this.topics) {
         try {
           await c.request({ type: "subscribe", topic, ...(wt.wireRate ? { rate: wt.wireRate } : {}) });
+          wt.onWire = true;
         } catch (err) {
           if (err.code === "NETWORK_ERROR" || c.closed) { ok = false; return; }
           this.report(fail(err.code, `re-subscribing to ${topic}: ${err.message}`, { cause: err }));
@@ -599,7 +606,13 @@ class Room {
       const rate = wt.subs.some((s) => !s.limit) ? 0 : Math.max(...wt.subs.map((s) => s.limit));
       if (wt.onWire && rate === wt.wireRate) return;
       if (!c) { wt.wireRate = rate; return; } // the reconnect subscribes it
-      await c.request({ type: "subscribe", topic, ...(rate ? { rate } : {}) });
+      try {
+        await c.request({ type: "subscribe", topic, ...(rate ? { rate } : {}) });
+      } catch (err) {
+        // Lost meanwhile: the reconnect, queued behind this, subscribes it.
+        if (err.code === "NETWORK_ERROR" && c.closed) { wt.wireRate = rate; return; }
+        throw err;
+      }
       wt.wireRate = rate;
       wt.onWire = true;
     });

@@ -269,6 +269,9 @@ test("after a server restart the room reconnects, subscribes again and fills the
   // not handed to her handlers: a room never sees its own publishes.
   await control(`/publish?room=${name}&topic=chat&from=alice`, "alice elsewhere");
   await control(`/publish?room=${name}&topic=chat`, "missed 2");
+  // A subscription made while away is in place once the room is back.
+  const news = inbox();
+  await within(alice.pubsub.subscribe("news", news), "a subscribe while away");
   // A publish while away waits for the reconnect, within its retries
   // (about 3 s here; the reconnect comes within a second of the start).
   const during = alice.pubsub.publish("chat", "mine, sent while away");
@@ -280,6 +283,8 @@ test("after a server restart the room reconnects, subscribes again and fills the
   await bobBack;
   await bob.pubsub.publish("chat", "live again");
   await h.next(4, "a live message after the reconnect");
+  await bob.pubsub.publish("news", "extra");
+  await news.next(1, "a message on the topic subscribed while away");
   assert.deepEqual(h.got.map((m) => m.payload), ["before", "missed 1", "missed 2", "live again"], "no own message, none twice");
   await Promise.all([alice.leave(), bob.leave()]);
 });
