@@ -117,6 +117,13 @@ export interface JoinOpts {
   requestTimeout?: number;
   /** How long opening a connection may take, up to the server's welcome, ms. Default 10000. */
   connectTimeout?: number;
+  /**
+   * How often, ms, the room checks that the server is still there: after an
+   * interval with nothing received it pings, and a ping unanswered within
+   * the interval drops the connection and reconnects. Default: the server's
+   * heartbeatMs (30 s).
+   */
+  pingInterval?: number;
   /** Fill the gap from history after a reconnect. Default true. */
   gapFill?: boolean;
   onConnectionState?: (ev: ConnectionStateEvent) => void;

@@ -254,6 +254,7 @@ class Connection {
           if (f.type === "error" && f.error) { this.lastError = f.error; }
           return;
         }
+        this.seen = Date.now();
         this.frame(f);
       };
       ws.onerror = () => {};
@@ -263,17 +264,47 @@ class Connection {
         const err = we
           ? fail(we.code, we.message, { retryAfterMs: we.retryAfterMs })
           : fail("NETWORK_ERROR", `connection closed (${ev.code}${ev.reason ? " " + ev.reason : ""})`);
-        this.closed = true;
-        this.err = err;
-        for (const p of this.pending.values()) {
-          clearTimeout(p.timer);
-          p.reject(fail("NETWORK_ERROR", `connection lost before the reply: ${err.message}`, { cause: err }));
-        }
-        this.pending.clear();
-        if (!welcomed) reject(err);
-        else this.onClose(err);
+        if (!welcomed) {
+          this.closed = true;
+          reject(err);
+        } else this.lose(err);
       };
     });
+  }
+  // lose ends the connection once: pending requests fail with
+  // NETWORK_ERROR and onClose hears why.
+  lose(err) {
+    if (this.lost) return;
+    this.lost = true;
+    this.closed = true;
+    this.err = err;
+    clearInterval(this.beat);
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(fail("NETWORK_ERROR", `connection lost before the reply: ${err.message}`, { cause: err }));
+    }
+    this.pending.clear();
+    this.onClose(err);
+  }
+  // watch checks every interval ms that the server is still there: when
+  // nothing arrived for a whole interval it sends a ping, and a ping with
+  // no pong within the interval ends the connection, which a half-open
+  // network would otherwise keep forever. Browsers answer the server's
+  // WebSocket pings but cannot see them, so the client asks for itself.
+  watch(interval) {
+    this.seen = Date.now();
+    this.beat = setInterval(() => {
+      if (this.closed || this.pinging || Date.now() - this.seen < interval) return;
+      this.pinging = true;
+      this.request({ type: "ping" }, undefined, interval).then(
+        () => { this.pinging = false; },
+        (err) => {
+          this.pinging = false;
+          if (this.closed) return;
+          this.lose(fail("NETWORK_ERROR", `the server did not answer a ping: ${err.message}`, { cause: err }));
+          try { this.ws.close(); } catch { /* closing anyway */ }
+        });
+    }, interval);
   }
   frame(f) {
     if (f.type === "messages") {
@@ -296,14 +327,14 @@ class Connection {
   // request sends frame with a fresh id and resolves with the reply. A
   // payload, already encoded, is spliced in as it is, so what was measured
   // is what is sent.
-  request(frame, payload) {
+  request(frame, payload, timeout = this.requestTimeout) {
     if (this.closed) return Promise.reject(fail("NETWORK_ERROR", "connection lost"));
     const id = String(++this.seq);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(fail("NETWORK_ERROR", `no reply to ${frame.type} within ${this.requestTimeout} ms`));
-      }, this.requestTimeout);
+        reject(fail("NETWORK_ERROR", `no reply to ${frame.type} within ${timeout} ms`));
+      }, timeout);
       this.pending.set(id, { resolve, reject, timer });
       try {
         const text = JSON.stringify({ v: 1, id, ...frame });
@@ -317,6 +348,7 @@ class Connection {
   }
   close() {
     this.closed = true;
+    clearInterval(this.beat);
     try { this.ws.close(1000, "leave"); } catch { /* already closed */ }
   }
 }
@@ -382,6 +414,7 @@ class Room {
   attach(c) {
     this.conn = c;
     c.onClose = (err) => this.lost(c, err);
+    c.watch(this.opts.pingInterval || this.welcome?.heartbeatMs || 30000);
     for (const w of this.waiters) w();
     this.waiters.clear();
   }
@@ -730,6 +763,7 @@ export async function join(url, roomName, opts = {}) {
     retryDelay: opts.retryDelay > 0 ? opts.retryDelay : 250,
     requestTimeout: opts.requestTimeout > 0 ? opts.requestTimeout : 10000,
     connectTimeout: opts.connectTimeout > 0 ? opts.connectTimeout : 10000,
+    pingInterval: opts.pingInterval > 0 ? opts.pingInterval : 0,
     gapFill: opts.gapFill !== false,
     onConnectionState: opts.onConnectionState,
     onError: opts.onError,

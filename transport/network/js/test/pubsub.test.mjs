@@ -303,3 +303,30 @@ test("handlers that throw do not stop deliveries; errors reach onError", async (
   assert.equal(errors[0].message, "boom");
   await Promise.all([alice.leave(), bob.leave()]);
 });
+
+test("a connection that goes silent (half-open) is noticed by a ping and replaced", async () => {
+  const name = roomName("silent");
+  const sockets = [];
+  // Muffled loses every frame from the server once deaf is set: the network
+  // went away without a close.
+  class Muffled extends WebSocket {
+    constructor(...args) { super(...args); sockets.push(this); }
+    set onmessage(fn) { super.onmessage = (ev) => { if (!this.deaf) fn(ev); }; }
+    get onmessage() { return super.onmessage; }
+  }
+  const alice = await join(name, "alice", { WebSocket: Muffled, pingInterval: 150 });
+  const bob = await join(name, "bob");
+  const h = inbox();
+  await alice.pubsub.subscribe("chat", h);
+  const lost = event(alice, (ev) => ev.state === "reconnecting", "alice's reconnecting event");
+  const back = event(alice, (ev) => ev.state === "connected" && ev.reconnected, "alice's reconnected event");
+  sockets[0].deaf = true;
+  await bob.pubsub.publish("chat", "while alice hears nothing");
+  const ev = await lost;
+  assert.match(ev.error.message, /ping/, "the reconnecting event's error");
+  const ok = await back;
+  assert.equal(ok.gapFilled, true);
+  await h.next(1, "the message sent while the connection was silent");
+  assert.deepEqual(h.got.map((m) => m.payload), ["while alice hears nothing"]);
+  assert.equal(sockets.length, 2, "sockets opened");
+});
