@@ -63,6 +63,11 @@ var page []byte
 //go:embed favicon.svg
 var favicon []byte
 
+// chatPage is the chat demo at /chat, built on plaza.js.
+//
+//go:embed chat.html
+var chatPage []byte
+
 // Default keys, for trying the server on this machine.
 const (
 	defaultPublishKey   = "pk-dev"
@@ -162,6 +167,11 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(page)
 	})
+	// The chat demo: plaza.js (served by srv at /plaza.js) in a page.
+	mux.HandleFunc("GET /chat", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(chatPage)
+	})
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/svg+xml")
 		w.Header().Set("Cache-Control", "max-age=86400")
@@ -220,7 +230,8 @@ History is kept %[4]s.
   publish key:    %[2]s   (publish, subscribe, history, client sockets)
   subscribe key:  %[3]s   (subscribe, history, client sockets)
 
-Open http://%[1]s/ in a browser, or try it from a shell:
+Open http://%[1]s/ in a browser, or the chat demo at http://%[1]s/chat
+(plaza.js, the JavaScript client, is at http://%[1]s/plaza.js), or try it from a shell:
 
   # subscribe with Server-Sent Events (leave it running)
   curl -N "http://%[1]s/lobby/pubsub/alerts/subscribe?token=%[3]s"

@@ -39,6 +39,12 @@
 //	POST /{room}/publish/{topic}            legacy alias of …/pubsub/{topic}/publish
 //	GET  /{room}/subscribe/{topic}          legacy alias of …/pubsub/{topic}/subscribe
 //	GET  /{room}/ws/subscribe/{topic}       legacy alias of …/pubsub/{topic}/ws
+//	GET  /plaza.js                          the JavaScript client (room.pubsub), an ES module
+//	GET  /plaza.d.ts                        its TypeScript declarations
+//
+// plaza.js ([ScriptPath]) gives browsers and Node the API of a Room over the
+// frame protocol below; its README is in js/. Room routes have at least two
+// segments, so the script's paths never shadow a room.
 //
 // Mount the Server under a prefix with http.StripPrefix and give the Client
 // the same prefix: NewClient("ws://127.0.0.1:8080/plaza", nil). The curl

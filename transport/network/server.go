@@ -79,6 +79,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /{room}/publish/{topic}", s.servePublish)
 	s.mux.HandleFunc("GET /{room}/subscribe/{topic}", s.serveSSE)
 	s.mux.HandleFunc("GET /{room}/ws/subscribe/{topic}", s.serveTopicSocket)
+	s.mux.HandleFunc("GET "+ScriptPath, serveScript(plazaJS, "text/javascript; charset=utf-8"))
+	s.mux.HandleFunc("GET "+TypesPath, serveScript(plazaDTS, "application/typescript; charset=utf-8"))
 	s.mux.HandleFunc("/", s.serveNotFound)
 }
 
