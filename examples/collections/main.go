@@ -33,8 +33,9 @@
 //
 // Tokens are HS256 JWTs signed with -secret (or $PLAZA_JWT_SECRET), with
 // aud "plaza-collections": sub is the user, exp the end of the connection,
-// and an optional "topics" claim lists the collections the token may read
-// in realtime (go run . token -collection posts). The default secret is for trying
+// and an optional "topics" claim lists the collections the token may use
+// (go run . token -collection posts): the WebSocket, the REST routes and
+// the native routes refuse any other with PERMISSION_DENIED (403). The default secret is for trying
 // the store on this machine only.
 package main
 
@@ -99,7 +100,7 @@ func tokenCmd(args []string) error {
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid (exp claim)")
 	secret := fs.String("secret", "", "HS256 secret (default $PLAZA_JWT_SECRET, or the development secret)")
 	var topics stringList
-	fs.Var(&topics, "collection", "a collection the token may read in realtime (repeat; default all)")
+	fs.Var(&topics, "collection", "a collection the token may use (repeat; default all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

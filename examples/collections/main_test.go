@@ -243,6 +243,42 @@ func TestTokenAuthorizesCollections(t *testing.T) {
 	c.subscribe("posts")
 }
 
+// TestRESTAuthorizesCollections: the REST routes refuse a collection the
+// token's topics claim does not list, as the WebSocket does, so its records
+// never reach that token's holder by another door.
+func TestRESTAuthorizesCollections(t *testing.T) {
+	f := newFixture(t, -1)
+	var secret map[string]any
+	if code := f.do(t, "POST", "/api/v1/records/secrets", `{"pin":"1234"}`, &secret); code != http.StatusCreated {
+		t.Fatalf("POST secrets with a token for every collection = %d, want 201", code)
+	}
+	id, _ := secret["id"].(string)
+	f.tok = f.token(t, "bob", time.Hour, "posts")
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/records/secrets", ""},
+		{"GET", "/api/v1/records/secrets/" + id, ""},
+		{"POST", "/api/v1/records/secrets", `{"pin":"0000"}`},
+		{"PATCH", "/api/v1/records/secrets/" + id, `{"pin":"0000"}`},
+		{"DELETE", "/api/v1/records/secrets/" + id, ""},
+	} {
+		var out struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		code := f.do(t, r.method, r.path, r.body, &out)
+		if code != http.StatusForbidden || out.Error.Code != "PERMISSION_DENIED" {
+			t.Errorf("%s %s with a token for posts only = %d %q, want 403 PERMISSION_DENIED", r.method, r.path, code, out.Error.Code)
+		}
+	}
+	if code := f.do(t, "GET", "/api/v1/records/posts", "", nil); code != http.StatusOK {
+		t.Errorf("GET posts with a token for posts = %d, want 200", code)
+	}
+	f.tok = f.token(t, "alice", time.Hour)
+	var got map[string]any
+	if code := f.do(t, "GET", "/api/v1/records/secrets/"+id, "", &got); code != http.StatusOK || got["pin"] != "1234" {
+		t.Errorf("GET secrets/%s after the refused writes = %d %v, want 200 and the record unchanged", id, code, got)
+	}
+}
+
 // TestConcurrentWrites: every one of 200 clients sees every one of 1000
 // concurrent writes exactly once, in commit order. With the race detector
 // (the README's test command) or -short it makes 100 writes, which keeps it
