@@ -455,6 +455,7 @@ class Room {
       }
       if (this.left) { c.close(); return; }
       const ok = await this.resubscribe(c);
+      if (this.left) { c.close(); return; } // left while re-subscribing
       if (!ok) { c.close(); continue; }
       // Live messages wait until the gap is filled, so that handlers get
       // every topic in id order and nothing twice.

@@ -330,3 +330,32 @@ test("a connection that goes silent (half-open) is noticed by a ping and replace
   assert.deepEqual(h.got.map((m) => m.payload), ["while alice hears nothing"]);
   assert.equal(sockets.length, 2, "sockets opened");
 });
+
+test("leave() while a reconnect re-subscribes closes the new connection and ends the room", async () => {
+  const name = roomName("leave-resub");
+  const sockets = [];
+  let room;
+  // LeaveOnResubscribe leaves the room as the second connection sends its
+  // re-subscribe: the user leaves while the room is reconnecting.
+  class LeaveOnResubscribe extends WebSocket {
+    constructor(...args) { super(...args); sockets.push(this); }
+    send(data) {
+      if (sockets.length > 1 && this === sockets[1] && JSON.parse(data).type === "subscribe") room.leave();
+      super.send(data);
+    }
+  }
+  room = await join(name, "alice", { WebSocket: LeaveOnResubscribe });
+  await room.pubsub.subscribe("chat", () => {});
+  const states = [];
+  room.onConnectionState((ev) => states.push(ev.state));
+  const left = event(room, (ev) => ev.state === "disconnected", "the disconnected event of leave()");
+  sockets[0].close(); // the connection drops: the room reconnects
+  await left;
+  assert.equal(sockets.length, 2, "sockets opened");
+  if (sockets[1].readyState !== WebSocket.CLOSED) {
+    await within(new Promise((res) => sockets[1].addEventListener("close", res)), "the close of the connection opened by the reconnect");
+  }
+  assert.equal(room.state, "disconnected", "state after leave()");
+  assert.deepEqual(states.filter((s) => s === "connected"), [], "no connected event after leave()");
+  await rejects(room.pubsub.publish("chat", "after leave"), "NOT_CONNECTED");
+});
