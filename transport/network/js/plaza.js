@@ -715,6 +715,7 @@ class PubSub {
       if (!wt.subs.length && !wt.onWire) r.topics.delete(topic);
       throw err;
     }
+    if (r.left) throw r.notConnected(); // left before the server confirmed it
     let done = null;
     return {
       topic,

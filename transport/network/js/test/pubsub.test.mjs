@@ -359,3 +359,16 @@ test("leave() while a reconnect re-subscribes closes the new connection and ends
   assert.deepEqual(states.filter((s) => s === "connected"), [], "no connected event after leave()");
   await rejects(room.pubsub.publish("chat", "after leave"), "NOT_CONNECTED");
 });
+
+test("calls in flight when leave() is called reject with NOT_CONNECTED", async () => {
+  const room = await join(roomName("leave-inflight"), "alice");
+  const calls = [
+    room.pubsub.subscribe("chat", () => {}),
+    room.pubsub.publish("chat", "in flight"),
+    room.pubsub.getHistory("chat"),
+  ];
+  await room.leave();
+  const settled = await within(Promise.allSettled(calls), "the calls in flight to settle after leave()");
+  assert.deepEqual(settled.map((r) => r.status === "rejected" ? r.reason.code : "fulfilled"),
+    ["NOT_CONNECTED", "NOT_CONNECTED", "NOT_CONNECTED"], "subscribe, publish, getHistory");
+});
