@@ -372,3 +372,36 @@ test("calls in flight when leave() is called reject with NOT_CONNECTED", async (
   assert.deepEqual(settled.map((r) => r.status === "rejected" ? r.reason.code : "fulfilled"),
     ["NOT_CONNECTED", "NOT_CONNECTED", "NOT_CONNECTED"], "subscribe, publish, getHistory");
 });
+
+test("a live message that arrives while a reconnect re-subscribes waits for the gap fill: nothing missed, in order", async () => {
+  const name = roomName("resub-live");
+  const sockets = [];
+  let bob;
+  // Staged: the first connection goes deaf, so alice misses a message; the
+  // second one holds back its re-subscribe to "b" until a live message on
+  // "a", re-subscribed just before, has arrived.
+  class Staged extends WebSocket {
+    constructor(...args) { super(...args); sockets.push(this); }
+    set onmessage(fn) { super.onmessage = (ev) => { if (!this.deaf) fn(ev); }; }
+    get onmessage() { return super.onmessage; }
+    send(data) {
+      const f = JSON.parse(data);
+      if (this !== sockets[1] || f.type !== "subscribe" || f.topic !== "b") { super.send(data); return; }
+      const arrived = new Promise((res) => this.addEventListener("message", (ev) => { if (String(ev.data).includes("live on a")) res(); }));
+      within(bob.pubsub.publish("a", "live on a").then(() => arrived), "the live message on a at the reconnecting socket")
+        .finally(() => super.send(data));
+    }
+  }
+  const alice = await join(name, "alice", { WebSocket: Staged });
+  bob = await join(name, "bob");
+  const h = inbox();
+  await alice.pubsub.subscribe("a", h);
+  await alice.pubsub.subscribe("b", () => {});
+  sockets[0].deaf = true;
+  await bob.pubsub.publish("a", "missed on a");
+  const back = event(alice, (ev) => ev.state === "connected" && ev.reconnected, "alice's reconnected event");
+  sockets[0].close();
+  await back;
+  await h.next(2, "the missed and the live message on a");
+  assert.deepEqual(h.got.map((m) => m.payload), ["missed on a", "live on a"], "gap before live, nothing twice");
+});
