@@ -328,11 +328,14 @@ func TestConcurrentWrites(t *testing.T) {
 	sem := make(chan struct{}, 32) // concurrent HTTP requests
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
 	defer client.CloseIdleConnections()
+	// Every POST ends within the deadline, so every wait on writeErrs does.
+	wctx, wcancel := context.WithTimeout(context.Background(), 4*waitTimeout)
+	defer wcancel()
 	for i := range writes {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			req, _ := http.NewRequest("POST", f.ts.URL+"/api/v1/records/posts", bytes.NewReader(fmt.Appendf(nil, `{"n":%d}`, i)))
+			req, _ := http.NewRequestWithContext(wctx, "POST", f.ts.URL+"/api/v1/records/posts", bytes.NewReader(fmt.Appendf(nil, `{"n":%d}`, i)))
 			req.Header.Set("Authorization", "Bearer "+f.tok)
 			resp, err := client.Do(req)
 			if err == nil {
@@ -347,7 +350,7 @@ func TestConcurrentWrites(t *testing.T) {
 	}
 	for range writes {
 		if err := <-writeErrs; err != nil {
-			t.Fatalf("POST = %v", err)
+			t.Fatalf("POST of a concurrent write = %v", err)
 		}
 	}
 	wrote := time.Since(start)
