@@ -279,6 +279,38 @@ func TestRESTAuthorizesCollections(t *testing.T) {
 	}
 }
 
+// TestNativeRoutesCannotForgeEvents: events come from committed writes
+// only. A token holder who publishes to the room "collections" on the
+// native routes, with the operation in the metadata, is refused, and the
+// subscribers see no "posts.create" that the store did not commit.
+func TestNativeRoutesCannotForgeEvents(t *testing.T) {
+	f := newFixture(t, -1)
+	c := f.dial(t, f.tok)
+	c.subscribe("posts")
+	forged := `{"message":{"id":"forged","title":"not a record"},"metadata":{"op":"create"}}`
+	var out struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if code := f.do(t, "POST", "/plaza/collections/pubsub/posts/publish", forged, &out); code != http.StatusForbidden || out.Error.Code != "PERMISSION_DENIED" {
+		t.Errorf("native publish of a forged event = %d %q, want 403 PERMISSION_DENIED", code, out.Error.Code)
+	}
+	var rec map[string]any
+	if code := f.do(t, "POST", "/api/v1/records/posts", `{"title":"real"}`, &rec); code != http.StatusCreated {
+		t.Fatalf("POST posts = %d, want 201", code)
+	}
+	if fr := c.next("the event of the committed create"); fr.Type != "posts.create" || fr.Data["id"] != rec["id"] {
+		t.Errorf("first event = %+v, want the posts.create of record %v (no forged event before it)", fr, rec["id"])
+	}
+	var hist struct {
+		Data struct {
+			Messages []json.RawMessage `json:"messages"`
+		} `json:"data"`
+	}
+	if code := f.do(t, "GET", "/plaza/collections/pubsub/posts/history", "", &hist); code != http.StatusOK || len(hist.Data.Messages) != 1 {
+		t.Errorf("history of posts = %d with %s, want 200 with the one committed create", code, hist.Data.Messages)
+	}
+}
+
 // TestConcurrentWrites: every one of 200 clients sees every one of 1000
 // concurrent writes exactly once, in commit order. With the race detector
 // (the README's test command) or -short it makes 100 writes, which keeps it
