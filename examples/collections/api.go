@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/transport/collections"
 	"github.com/plazahq/plaza/transport/network/jwtauth"
 )
 
@@ -39,6 +40,8 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusNotFound
 	case pubsub.CodeUnauthenticated:
 		status = http.StatusUnauthorized
+	case pubsub.CodePermissionDenied:
+		status = http.StatusForbidden
 	case pubsub.CodePayloadTooLarge:
 		status = http.StatusRequestEntityTooLarge
 	case pubsub.CodeInternal:
@@ -47,13 +50,21 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(perr.Code), "message": perr.Message}})
 }
 
-// auth verifies the request's token.
-func (a *api) auth(w http.ResponseWriter, r *http.Request) bool {
+// auth verifies the request's token and that it allows action on the
+// collection of the path (the topic of that name in the room
+// "collections"): reads ask for pubsub.ActionSubscribe, as the WebSocket
+// does, writes for pubsub.ActionPublish. A token whose "topics" claim does
+// not list the collection gets 403 PERMISSION_DENIED.
+func (a *api) auth(w http.ResponseWriter, r *http.Request, action pubsub.Action) bool {
 	tok := r.URL.Query().Get("token")
 	if h := r.Header.Get("Authorization"); h != "" {
 		tok = strings.TrimSpace(strings.TrimPrefix(h, "Bearer "))
 	}
-	if _, err := a.v.Verify(tok); err != nil {
+	id, err := a.v.Authenticate(r.Context(), r, tok)
+	if err == nil {
+		err = a.v.Authorize(r.Context(), id, pubsub.Access{Action: action, Room: collections.DefaultRoom, Topic: r.PathValue("collection"), ClientID: id.ClientID})
+	}
+	if err != nil {
 		writeError(w, err)
 		return false
 	}
@@ -74,7 +85,7 @@ func body(w http.ResponseWriter, r *http.Request) (Record, error) {
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request) {
-	if !a.auth(w, r) {
+	if !a.auth(w, r, pubsub.ActionPublish) {
 		return
 	}
 	fields, err := body(w, r)
@@ -91,7 +102,7 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
-	if !a.auth(w, r) {
+	if !a.auth(w, r, pubsub.ActionSubscribe) {
 		return
 	}
 	limit := 100
@@ -112,7 +123,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
-	if !a.auth(w, r) {
+	if !a.auth(w, r, pubsub.ActionSubscribe) {
 		return
 	}
 	rec, err := a.store.Get(r.PathValue("collection"), r.PathValue("id"))
@@ -124,7 +135,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) update(w http.ResponseWriter, r *http.Request) {
-	if !a.auth(w, r) {
+	if !a.auth(w, r, pubsub.ActionPublish) {
 		return
 	}
 	fields, err := body(w, r)
@@ -141,7 +152,7 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) remove(w http.ResponseWriter, r *http.Request) {
-	if !a.auth(w, r) {
+	if !a.auth(w, r, pubsub.ActionPublish) {
 		return
 	}
 	rec, err := a.store.Delete(r.Context(), r.PathValue("collection"), r.PathValue("id"))

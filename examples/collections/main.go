@@ -33,8 +33,11 @@
 //
 // Tokens are HS256 JWTs signed with -secret (or $PLAZA_JWT_SECRET), with
 // aud "plaza-collections": sub is the user, exp the end of the connection,
-// and an optional "topics" claim lists the collections the token may read
-// in realtime (go run . token -collection posts). The default secret is for trying
+// and an optional "topics" claim lists the collections the token may use
+// (go run . token -collection posts): the WebSocket, the REST routes and
+// the native routes refuse any other with PERMISSION_DENIED (403). The
+// native routes (/plaza/) never publish: only a committed write makes an
+// event. The default secret is for trying
 // the store on this machine only.
 package main
 
@@ -99,7 +102,7 @@ func tokenCmd(args []string) error {
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid (exp claim)")
 	secret := fs.String("secret", "", "HS256 secret (default $PLAZA_JWT_SECRET, or the development secret)")
 	var topics stringList
-	fs.Var(&topics, "collection", "a collection the token may read in realtime (repeat; default all)")
+	fs.Var(&topics, "collection", "a collection the token may use (repeat; default all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -190,7 +193,7 @@ func newApp(ctx context.Context, cfg config) (*app, error) {
 	}); err != nil {
 		return nil, err
 	}
-	a.native = network.NewServer(a.hub, network.Options{Authenticate: v.Authenticate, Authorize: v.Authorize, Logger: cfg.log})
+	a.native = network.NewServer(a.hub, network.Options{Authenticate: v.Authenticate, Authorize: readOnly(v), Logger: cfg.log})
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/realtime/ws", a.realtime)
 	mux.Handle("/plaza/", http.StripPrefix("/plaza", a.native))
@@ -203,6 +206,19 @@ func newApp(ctx context.Context, cfg config) (*app, error) {
 	a.handler = mux
 	ok = true
 	return a, nil
+}
+
+// readOnly is the native routes' Authorize: what v allows, except
+// publishing. The events of the room "collections" come from committed
+// writes only, which the store publishes in process; a token that could
+// publish there could forge them.
+func readOnly(v *jwtauth.Verifier) func(context.Context, network.Identity, pubsub.Access) error {
+	return func(ctx context.Context, id network.Identity, a pubsub.Access) error {
+		if a.Action == pubsub.ActionPublish {
+			return pubsub.Errorf(pubsub.CodePermissionDenied, "events are published by record writes only: use the REST routes")
+		}
+		return v.Authorize(ctx, id, a)
+	}
 }
 
 // close ends connections first, then the hub, the stores.

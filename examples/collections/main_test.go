@@ -243,6 +243,74 @@ func TestTokenAuthorizesCollections(t *testing.T) {
 	c.subscribe("posts")
 }
 
+// TestRESTAuthorizesCollections: the REST routes refuse a collection the
+// token's topics claim does not list, as the WebSocket does, so its records
+// never reach that token's holder by another door.
+func TestRESTAuthorizesCollections(t *testing.T) {
+	f := newFixture(t, -1)
+	var secret map[string]any
+	if code := f.do(t, "POST", "/api/v1/records/secrets", `{"pin":"1234"}`, &secret); code != http.StatusCreated {
+		t.Fatalf("POST secrets with a token for every collection = %d, want 201", code)
+	}
+	id, _ := secret["id"].(string)
+	f.tok = f.token(t, "bob", time.Hour, "posts")
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/records/secrets", ""},
+		{"GET", "/api/v1/records/secrets/" + id, ""},
+		{"POST", "/api/v1/records/secrets", `{"pin":"0000"}`},
+		{"PATCH", "/api/v1/records/secrets/" + id, `{"pin":"0000"}`},
+		{"DELETE", "/api/v1/records/secrets/" + id, ""},
+	} {
+		var out struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		code := f.do(t, r.method, r.path, r.body, &out)
+		if code != http.StatusForbidden || out.Error.Code != "PERMISSION_DENIED" {
+			t.Errorf("%s %s with a token for posts only = %d %q, want 403 PERMISSION_DENIED", r.method, r.path, code, out.Error.Code)
+		}
+	}
+	if code := f.do(t, "GET", "/api/v1/records/posts", "", nil); code != http.StatusOK {
+		t.Errorf("GET posts with a token for posts = %d, want 200", code)
+	}
+	f.tok = f.token(t, "alice", time.Hour)
+	var got map[string]any
+	if code := f.do(t, "GET", "/api/v1/records/secrets/"+id, "", &got); code != http.StatusOK || got["pin"] != "1234" {
+		t.Errorf("GET secrets/%s after the refused writes = %d %v, want 200 and the record unchanged", id, code, got)
+	}
+}
+
+// TestNativeRoutesCannotForgeEvents: events come from committed writes
+// only. A token holder who publishes to the room "collections" on the
+// native routes, with the operation in the metadata, is refused, and the
+// subscribers see no "posts.create" that the store did not commit.
+func TestNativeRoutesCannotForgeEvents(t *testing.T) {
+	f := newFixture(t, -1)
+	c := f.dial(t, f.tok)
+	c.subscribe("posts")
+	forged := `{"message":{"id":"forged","title":"not a record"},"metadata":{"op":"create"}}`
+	var out struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if code := f.do(t, "POST", "/plaza/collections/pubsub/posts/publish", forged, &out); code != http.StatusForbidden || out.Error.Code != "PERMISSION_DENIED" {
+		t.Errorf("native publish of a forged event = %d %q, want 403 PERMISSION_DENIED", code, out.Error.Code)
+	}
+	var rec map[string]any
+	if code := f.do(t, "POST", "/api/v1/records/posts", `{"title":"real"}`, &rec); code != http.StatusCreated {
+		t.Fatalf("POST posts = %d, want 201", code)
+	}
+	if fr := c.next("the event of the committed create"); fr.Type != "posts.create" || fr.Data["id"] != rec["id"] {
+		t.Errorf("first event = %+v, want the posts.create of record %v (no forged event before it)", fr, rec["id"])
+	}
+	var hist struct {
+		Data struct {
+			Messages []json.RawMessage `json:"messages"`
+		} `json:"data"`
+	}
+	if code := f.do(t, "GET", "/plaza/collections/pubsub/posts/history", "", &hist); code != http.StatusOK || len(hist.Data.Messages) != 1 {
+		t.Errorf("history of posts = %d with %s, want 200 with the one committed create", code, hist.Data.Messages)
+	}
+}
+
 // TestConcurrentWrites: every one of 200 clients sees every one of 1000
 // concurrent writes exactly once, in commit order. With the race detector
 // (the README's test command) or -short it makes 100 writes, which keeps it
@@ -292,11 +360,14 @@ func TestConcurrentWrites(t *testing.T) {
 	sem := make(chan struct{}, 32) // concurrent HTTP requests
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
 	defer client.CloseIdleConnections()
+	// Every POST ends within the deadline, so every wait on writeErrs does.
+	wctx, wcancel := context.WithTimeout(context.Background(), 4*waitTimeout)
+	defer wcancel()
 	for i := range writes {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			req, _ := http.NewRequest("POST", f.ts.URL+"/api/v1/records/posts", bytes.NewReader(fmt.Appendf(nil, `{"n":%d}`, i)))
+			req, _ := http.NewRequestWithContext(wctx, "POST", f.ts.URL+"/api/v1/records/posts", bytes.NewReader(fmt.Appendf(nil, `{"n":%d}`, i)))
 			req.Header.Set("Authorization", "Bearer "+f.tok)
 			resp, err := client.Do(req)
 			if err == nil {
@@ -311,7 +382,7 @@ func TestConcurrentWrites(t *testing.T) {
 	}
 	for range writes {
 		if err := <-writeErrs; err != nil {
-			t.Fatalf("POST = %v", err)
+			t.Fatalf("POST of a concurrent write = %v", err)
 		}
 	}
 	wrote := time.Since(start)

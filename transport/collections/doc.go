@@ -27,6 +27,12 @@
 // can catch up on a collection with that room's history of that topic.
 // Collection names are 1 to 64 of [A-Za-z0-9_-] ([CheckCollection]).
 //
+// The Server sends every message of those topics that carries an "op" as
+// an event, whoever published it: let only the code that writes records
+// publish to the room. A network.Server on the same hub should refuse
+// pubsub.ActionPublish in that room (examples/collections does), or any
+// client of it could forge events.
+//
 // # Protocol
 //
 // Connect to ws://host/api/v1/realtime/ws?token=<token> (or send the token

@@ -454,12 +454,15 @@ class Room {
         continue;
       }
       if (this.left) { c.close(); return; }
-      const ok = await this.resubscribe(c);
-      if (!ok) { c.close(); continue; }
       // Live messages wait until the gap is filled, so that handlers get
-      // every topic in id order and nothing twice.
+      // every topic in id order and nothing twice: from the first
+      // re-subscribe on, since a topic re-subscribed early may deliver
+      // before the last one is confirmed.
       const held = [];
       c.onMessages = (ms) => held.push(...ms);
+      const ok = await this.resubscribe(c);
+      if (this.left) { c.close(); return; } // left while re-subscribing
+      if (!ok) { c.close(); continue; }
       this.attach(c);
       let gap = { gapFilled: true, filled: 0 };
       if (this.opts.gapFill) gap = await this.gapFill(c);
@@ -714,6 +717,7 @@ class PubSub {
       if (!wt.subs.length && !wt.onWire) r.topics.delete(topic);
       throw err;
     }
+    if (r.left) throw r.notConnected(); // left before the server confirmed it
     let done = null;
     return {
       topic,

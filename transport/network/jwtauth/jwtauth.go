@@ -87,7 +87,9 @@ type Options struct {
 	PublicKeysPEM []byte
 
 	// JWKS is a JSON Web Key Set document ({"keys":[…]}) of RSA and P-256
-	// keys. A token whose header has a kid is checked with that key only.
+	// keys. Of these, a token whose header has a kid is checked with the
+	// key of that kid only (the PublicKeysPEM keys are tried as well);
+	// one without a kid with every key that fits its algorithm.
 	JWKS []byte
 
 	// Issuer, when set, must equal the token's iss.

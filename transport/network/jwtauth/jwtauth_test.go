@@ -149,6 +149,18 @@ func TestVerify(t *testing.T) {
 		Audience:      "plaza",
 	})
 	jwks := newVerifier(t, jwtauth.Options{JWKS: jwksOf(t, &keys.rsa.PublicKey, &keys.ec.PublicKey)})
+	pemOnly := newVerifier(t, jwtauth.Options{PublicKeysPEM: pemOf(t, &keys.rsa.PublicKey)})
+	// mapClaims returns the valid claims of claims() as a map, with over
+	// replacing some, to write claims in shapes the struct does not.
+	mapClaims := func(over map[string]any) jwt.MapClaims {
+		c := claims()
+		m := jwt.MapClaims{"sub": c.Subject, "iss": c.Issuer, "aud": []string(c.Audience),
+			"iat": c.IssuedAt.Unix(), "nbf": c.NotBefore.Unix(), "exp": c.ExpiresAt.Unix()}
+		for k, v := range over {
+			m[k] = v
+		}
+		return m
+	}
 
 	with := func(f func(*jwtauth.Claims)) jwtauth.Claims {
 		c := claims()
@@ -195,6 +207,14 @@ func TestVerify(t *testing.T) {
 		{"wrong issuer", v, sign(t, jwt.SigningMethodHS256, keys.secret, "", with(func(c *jwtauth.Claims) { c.Issuer = "evil" })), "issuer"},
 		{"no sub", v, sign(t, jwt.SigningMethodHS256, keys.secret, "", with(func(c *jwtauth.Claims) { c.Subject = "" })), "sub"},
 		{"too long", v, strings.Repeat("a", jwtauth.MaxTokenBytes+1), "longer"},
+		// Algorithm confusion: the RSA public key, which anyone may read,
+		// used as an HS256 secret.
+		{"HS256 signed with the PEM public key, verifier without secret", pemOnly, sign(t, jwt.SigningMethodHS256, pemOf(t, &keys.rsa.PublicKey), "", claims()), "signature"},
+		{"HS256 signed with the PEM public key, verifier with secret", v, sign(t, jwt.SigningMethodHS256, pemOf(t, &keys.rsa.PublicKey, &keys.ec.PublicKey), "", claims()), "signature"},
+		{"RS256 with the kid of the ES256 key", jwks, sign(t, jwt.SigningMethodRS256, keys.rsa, "e1", claims()), "signature"},
+		{"aud as a string", v, sign(t, jwt.SigningMethodHS256, keys.secret, "", mapClaims(map[string]any{"aud": "plaza"})), ""},
+		{"aud as an array holding it", v, sign(t, jwt.SigningMethodHS256, keys.secret, "", mapClaims(map[string]any{"aud": []string{"other", "plaza"}})), ""},
+		{"aud as a string that differs", v, sign(t, jwt.SigningMethodHS256, keys.secret, "", mapClaims(map[string]any{"aud": "plaza2"})), "audience"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

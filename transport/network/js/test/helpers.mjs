@@ -28,7 +28,9 @@ export async function leaveAll() {
 }
 
 export async function control(path, body) {
-  const resp = await fetch(CONTROL + path, { method: "POST", body: body === undefined ? undefined : JSON.stringify(body) });
+  const resp = await fetch(CONTROL + path, {
+    method: "POST", body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(10000),
+  }).catch((e) => { throw new Error(`control ${path}: no answer within 10 s: ${e.message}`, { cause: e }); });
   if (!resp.ok) throw new Error(`control ${path}: ${resp.status} ${await resp.text()}`);
   return resp.headers.get("content-type")?.includes("json") ? resp.json() : resp.text();
 }

@@ -330,3 +330,78 @@ test("a connection that goes silent (half-open) is noticed by a ping and replace
   assert.deepEqual(h.got.map((m) => m.payload), ["while alice hears nothing"]);
   assert.equal(sockets.length, 2, "sockets opened");
 });
+
+test("leave() while a reconnect re-subscribes closes the new connection and ends the room", async () => {
+  const name = roomName("leave-resub");
+  const sockets = [];
+  let room;
+  // LeaveOnResubscribe leaves the room as the second connection sends its
+  // re-subscribe: the user leaves while the room is reconnecting.
+  class LeaveOnResubscribe extends WebSocket {
+    constructor(...args) { super(...args); sockets.push(this); }
+    send(data) {
+      if (sockets.length > 1 && this === sockets[1] && JSON.parse(data).type === "subscribe") room.leave();
+      super.send(data);
+    }
+  }
+  room = await join(name, "alice", { WebSocket: LeaveOnResubscribe });
+  await room.pubsub.subscribe("chat", () => {});
+  const states = [];
+  room.onConnectionState((ev) => states.push(ev.state));
+  const left = event(room, (ev) => ev.state === "disconnected", "the disconnected event of leave()");
+  sockets[0].close(); // the connection drops: the room reconnects
+  await left;
+  assert.equal(sockets.length, 2, "sockets opened");
+  if (sockets[1].readyState !== WebSocket.CLOSED) {
+    await within(new Promise((res) => sockets[1].addEventListener("close", res)), "the close of the connection opened by the reconnect");
+  }
+  assert.equal(room.state, "disconnected", "state after leave()");
+  assert.deepEqual(states.filter((s) => s === "connected"), [], "no connected event after leave()");
+  await rejects(room.pubsub.publish("chat", "after leave"), "NOT_CONNECTED");
+});
+
+test("calls in flight when leave() is called reject with NOT_CONNECTED", async () => {
+  const room = await join(roomName("leave-inflight"), "alice");
+  const calls = [
+    room.pubsub.subscribe("chat", () => {}),
+    room.pubsub.publish("chat", "in flight"),
+    room.pubsub.getHistory("chat"),
+  ];
+  await room.leave();
+  const settled = await within(Promise.allSettled(calls), "the calls in flight to settle after leave()");
+  assert.deepEqual(settled.map((r) => r.status === "rejected" ? r.reason.code : "fulfilled"),
+    ["NOT_CONNECTED", "NOT_CONNECTED", "NOT_CONNECTED"], "subscribe, publish, getHistory");
+});
+
+test("a live message that arrives while a reconnect re-subscribes waits for the gap fill: nothing missed, in order", async () => {
+  const name = roomName("resub-live");
+  const sockets = [];
+  let bob;
+  // Staged: the first connection goes deaf, so alice misses a message; the
+  // second one holds back its re-subscribe to "b" until a live message on
+  // "a", re-subscribed just before, has arrived.
+  class Staged extends WebSocket {
+    constructor(...args) { super(...args); sockets.push(this); }
+    set onmessage(fn) { super.onmessage = (ev) => { if (!this.deaf) fn(ev); }; }
+    get onmessage() { return super.onmessage; }
+    send(data) {
+      const f = JSON.parse(data);
+      if (this !== sockets[1] || f.type !== "subscribe" || f.topic !== "b") { super.send(data); return; }
+      const arrived = new Promise((res) => this.addEventListener("message", (ev) => { if (String(ev.data).includes("live on a")) res(); }));
+      within(bob.pubsub.publish("a", "live on a").then(() => arrived), "the live message on a at the reconnecting socket")
+        .finally(() => super.send(data));
+    }
+  }
+  const alice = await join(name, "alice", { WebSocket: Staged });
+  bob = await join(name, "bob");
+  const h = inbox();
+  await alice.pubsub.subscribe("a", h);
+  await alice.pubsub.subscribe("b", () => {});
+  sockets[0].deaf = true;
+  await bob.pubsub.publish("a", "missed on a");
+  const back = event(alice, (ev) => ev.state === "connected" && ev.reconnected, "alice's reconnected event");
+  sockets[0].close();
+  await back;
+  await h.next(2, "the missed and the live message on a");
+  assert.deepEqual(h.got.map((m) => m.payload), ["missed on a", "live on a"], "gap before live, nothing twice");
+});
