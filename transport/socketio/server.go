@@ -169,6 +169,11 @@ type Server struct {
 
 	mu    sync.Mutex
 	gates sync.Map // engine.Socket → *connectGate, until its socket connects
+	// openWrites holds, for each WebSocket connection whose OPEN packet is
+	// being handed to its transport, a channel closed once it was written;
+	// see handshake.go.
+	openWrites sync.Map      // engine.Socket → chan struct{}
+	quit       chan struct{} // closed by Close
 	// testHookDrain, when set, runs after every write an Engine.IO
 	// connection hands to its transport, on the writing goroutine.
 	testHookDrain atomic.Pointer[func()]
@@ -243,6 +248,7 @@ func New(t pubsub.Transport, reg *Registry, opts Options) (*Server, error) {
 		opts:       opts,
 		bridges:    make(map[string]*bridge),
 		publishers: make(map[string]*lazyRoom),
+		quit:       make(chan struct{}),
 	}
 
 	sopts := socket.DefaultServerOptions()
@@ -264,6 +270,8 @@ func New(t pubsub.Transport, reg *Registry, opts Options) (*Server, error) {
 	_ = s.io.On("connection", s.onConnection)
 	s.engine = s.io.ServeHandler(nil)
 	_ = s.io.Engine().On("connection", s.onEngineConnection)
+	_ = s.io.Engine().On("flush", s.onEngineFlush)
+	_ = s.io.Engine().On("drain", s.onEngineDrain)
 	s.stopWatch = reg.watch(s.appChanged)
 	return s, nil
 }
@@ -330,6 +338,7 @@ func (s *Server) originAllowed(r *http.Request) bool {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		close(s.quit)
 		s.stopWatch()
 		done := make(chan struct{})
 		s.io.Close(func(error) { close(done) })
