@@ -28,13 +28,13 @@ import (
 // openWriteTimeout bounds how long a handshake waits for its OPEN packet to
 // be written: an OPEN packet is a few hundred bytes on a new connection, so
 // only a broken connection takes more, and its write fails.
-const openWriteTimeout = 5 * time.Second
+const openWriteTimeout = 2 * time.Second
 
 // onEngineFlush notes the flush of the OPEN packet of a WebSocket
 // connection: its written channel closes once the transport wrote it (its
 // "drain", emitted on the write goroutine after the write, even a failed
-// one). A transport closed in the meantime still runs the writes it had
-// queued, so its "close" proves nothing; one closed already queues none.
+// one). A closing transport still runs the writes it had queued, and may
+// queue this one, so its "close" proves nothing; a closed one queues none.
 func (s *Server) onEngineFlush(args ...any) {
 	if len(args) < 2 {
 		return
@@ -51,8 +51,8 @@ func (s *Server) onEngineFlush(args ...any) {
 	if t == nil || t.Name() != transports.WEBSOCKET {
 		return // polling writes its OPEN packet in the response
 	}
-	if st := t.ReadyState(); st == "closing" || st == "closed" {
-		return
+	if t.ReadyState() == "closed" {
+		return // its write queue was shut down first: the OPEN packet is dropped
 	}
 	written := make(chan struct{})
 	_ = t.Once("drain", func(...any) { close(written) })
@@ -60,10 +60,10 @@ func (s *Server) onEngineFlush(args ...any) {
 }
 
 // onEngineDrain waits, on the request's goroutine, until the OPEN packet
-// noted by onEngineFlush was written, at most openWriteTimeout or until the
-// Server closes. (A transport closed between onEngineFlush and the flush
-// queues nothing, and such a handshake, failing anyway, waits for the
-// bound.)
+// noted by onEngineFlush was written, at most openWriteTimeout. (A
+// transport closed between onEngineFlush and the flush queues nothing, and
+// such a handshake, failing anyway, waits for the bound; Server.Close does
+// not cut the wait short, since the write may still be on its way.)
 func (s *Server) onEngineDrain(args ...any) {
 	if len(args) == 0 {
 		return
@@ -76,7 +76,6 @@ func (s *Server) onEngineDrain(args ...any) {
 	defer t.Stop()
 	select {
 	case <-v.(chan struct{}):
-	case <-s.quit:
 	case <-t.C:
 		s.opts.Logger.Warn("socketio: the OPEN packet of a WebSocket connection was not written in time")
 	}

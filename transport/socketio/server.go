@@ -172,8 +172,7 @@ type Server struct {
 	// openWrites holds, for each WebSocket connection whose OPEN packet is
 	// being handed to its transport, a channel closed once it was written;
 	// see handshake.go.
-	openWrites sync.Map      // engine.Socket → chan struct{}
-	quit       chan struct{} // closed by Close
+	openWrites sync.Map // engine.Socket → chan struct{}
 	// testHookDrain, when set, runs after every write an Engine.IO
 	// connection hands to its transport, on the writing goroutine.
 	testHookDrain atomic.Pointer[func()]
@@ -248,7 +247,6 @@ func New(t pubsub.Transport, reg *Registry, opts Options) (*Server, error) {
 		opts:       opts,
 		bridges:    make(map[string]*bridge),
 		publishers: make(map[string]*lazyRoom),
-		quit:       make(chan struct{}),
 	}
 
 	sopts := socket.DefaultServerOptions()
@@ -338,7 +336,6 @@ func (s *Server) originAllowed(r *http.Request) bool {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
-		close(s.quit)
 		s.stopWatch()
 		done := make(chan struct{})
 		s.io.Close(func(error) { close(done) })
