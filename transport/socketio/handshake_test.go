@@ -13,7 +13,7 @@ import (
 
 // TestWebSocketHandshakeOutlivingItsBudget drives the engine's refusal of
 // WebSocket handshakes that outlast its UpgradeTimeout, as they can on a
-// loaded machine: with budgets from 20µs to 4ms, the engine's timer fires
+// loaded machine: with budgets from 1µs to 4ms, the engine's timer fires
 // at every stage of the handshake, including after the socket queued its
 // OPEN packet, when the engine writes its close frame on the same
 // connection (see handshake.go). Every client must get either the OPEN
@@ -29,7 +29,7 @@ func TestWebSocketHandshakeOutlivingItsBudget(t *testing.T) {
 		if err != nil {
 			t.Fatalf("New() = %v", err)
 		}
-		srv.io.Engine().Opts().SetUpgradeTimeout(time.Duration(20+i*20) * time.Microsecond)
+		srv.io.Engine().Opts().SetUpgradeTimeout(time.Duration(1+i*20) * time.Microsecond)
 		ts := httptest.NewServer(srv)
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		ws, _, err := websocket.Dial(ctx, "ws://"+strings.TrimPrefix(ts.URL, "http://")+Path+"?EIO=4&transport=websocket", nil)
