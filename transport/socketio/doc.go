@@ -134,8 +134,9 @@
 // writing the OPEN packet it had queued: two concurrent writers on one
 // gorilla/websocket connection, a data race (and at times its "concurrent
 // write" panic, which net/http recovers). The Server avoids it by making
-// each WebSocket handshake wait, at most 2 seconds, until its OPEN packet
-// was written, before the library decides; the fix upstream would be for
+// each WebSocket handshake wait until its OPEN packet was written (at most
+// 2 seconds, or 100 ms once the connection closed), before the library
+// decides; the fix upstream would be for
 // the handshake to drain or close the transport's write queue before
 // writing the close frame.
 //

@@ -30,11 +30,22 @@ import (
 // only a broken connection takes more, and its write fails.
 const openWriteTimeout = 2 * time.Second
 
+// closedWriteGrace bounds the wait once the transport closed: its queue
+// may have refused the OPEN packet (then nothing is ever written), or may
+// still be about to write it.
+const closedWriteGrace = 100 * time.Millisecond
+
+// openWrite is an OPEN packet handed to a WebSocket transport.
+type openWrite struct {
+	written chan struct{} // closed by the transport's "drain"
+	closed  chan struct{} // closed by its "close"
+}
+
 // onEngineFlush notes the flush of the OPEN packet of a WebSocket
-// connection: its written channel closes once the transport wrote it (its
-// "drain", emitted on the write goroutine after the write, even a failed
-// one). A closing transport still runs the writes it had queued, and may
-// queue this one, so its "close" proves nothing; a closed one queues none.
+// connection: written closes once the transport wrote it (its "drain",
+// emitted on the write goroutine after the write, even a failed one). A
+// closing transport still runs the writes it had queued, and may queue
+// this one, so its "close" proves nothing; a closed one queues none.
 func (s *Server) onEngineFlush(args ...any) {
 	if len(args) < 2 {
 		return
@@ -54,16 +65,16 @@ func (s *Server) onEngineFlush(args ...any) {
 	if t.ReadyState() == "closed" {
 		return // its write queue was shut down first: the OPEN packet is dropped
 	}
-	written := make(chan struct{})
-	_ = t.Once("drain", func(...any) { close(written) })
-	s.openWrites.Store(conn, written)
+	w := openWrite{written: make(chan struct{}), closed: make(chan struct{})}
+	_ = t.Once("drain", func(...any) { close(w.written) })
+	_ = t.Once("close", func(...any) { close(w.closed) })
+	s.openWrites.Store(conn, w)
 }
 
 // onEngineDrain waits, on the request's goroutine, until the OPEN packet
-// noted by onEngineFlush was written, at most openWriteTimeout. (A
-// transport closed between onEngineFlush and the flush queues nothing, and
-// such a handshake, failing anyway, waits for the bound; Server.Close does
-// not cut the wait short, since the write may still be on its way.)
+// noted by onEngineFlush was written: at most openWriteTimeout, and at most
+// closedWriteGrace once the transport closed. (Server.Close does not cut
+// the wait short: the write may still be on its way.)
 func (s *Server) onEngineDrain(args ...any) {
 	if len(args) == 0 {
 		return
@@ -72,11 +83,22 @@ func (s *Server) onEngineDrain(args ...any) {
 	if !ok {
 		return
 	}
+	s.openWaits.Add(1)
+	defer s.openWaits.Add(-1)
+	w := v.(openWrite)
 	t := time.NewTimer(openWriteTimeout)
 	defer t.Stop()
 	select {
-	case <-v.(chan struct{}):
+	case <-w.written:
+		return
+	case <-w.closed:
+		t.Reset(closedWriteGrace)
 	case <-t.C:
 		s.opts.Logger.Warn("socketio: the OPEN packet of a WebSocket connection was not written in time")
+		return
+	}
+	select {
+	case <-w.written:
+	case <-t.C:
 	}
 }

@@ -46,6 +46,13 @@ func TestWebSocketHandshakeOutlivingItsBudget(t *testing.T) {
 		}
 		ws.CloseNow()
 		cancel()
+		// The handshake may still wait for its OPEN packet, openWriteTimeout
+		// at most, when its queue refused it.
+		for deadline := time.Now().Add(openWriteTimeout + waitTimeout); srv.openWaits.Load() > 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a handshake still waits for its OPEN packet after %v", openWriteTimeout+waitTimeout)
+			}
+		}
 		ts.Close()
 		if err := srv.Close(); err != nil {
 			t.Errorf("Close() = %v", err)

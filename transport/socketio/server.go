@@ -170,9 +170,10 @@ type Server struct {
 	mu    sync.Mutex
 	gates sync.Map // engine.Socket → *connectGate, until its socket connects
 	// openWrites holds, for each WebSocket connection whose OPEN packet is
-	// being handed to its transport, a channel closed once it was written;
-	// see handshake.go.
-	openWrites sync.Map // engine.Socket → chan struct{}
+	// being handed to its transport, how to know it was written; see
+	// handshake.go.
+	openWrites sync.Map     // engine.Socket → openWrite
+	openWaits  atomic.Int64 // handshakes waiting for their OPEN packet
 	// testHookDrain, when set, runs after every write an Engine.IO
 	// connection hands to its transport, on the writing goroutine.
 	testHookDrain atomic.Pointer[func()]
