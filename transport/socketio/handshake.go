@@ -22,8 +22,10 @@ import (
 // engine announces each flush on the request's goroutine, before ("flush")
 // and after ("drain") handing the packets to the transport, so the "drain"
 // of a WebSocket connection's OPEN packet blocks until the transport wrote
-// it. Whatever the handshake then decides, no write of the
-// socket is in flight when the library writes its close frame.
+// it. Whatever the handshake then decides, no write of the socket is in
+// flight when the library writes its close frame, unless the write took
+// longer than the wait's bounds below (openWriteTimeout; closedWriteGrace
+// once the transport closed, since a closed transport may have dropped it).
 
 // openWriteTimeout bounds how long a handshake waits for its OPEN packet to
 // be written: an OPEN packet is a few hundred bytes on a new connection, so
