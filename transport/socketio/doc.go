@@ -137,5 +137,17 @@
 // Server starts goroutines of its own and of its Socket.IO library; Close
 // ends its clients and hub connections. Close Servers before their Registry.
 //
+// The library (engine/v3 v3.0.6) refuses a WebSocket handshake that
+// outlived its upgrade timeout (10 s), or whose connection closed, by
+// writing a close frame while the transport's own goroutine may still be
+// writing the OPEN packet it had queued: two concurrent writers on one
+// gorilla/websocket connection, a data race (and at times its "concurrent
+// write" panic, which net/http recovers). The Server avoids it by making
+// each WebSocket handshake wait until its OPEN packet was written (at most
+// 2 seconds, or 100 ms once the connection closed), before the library
+// decides; the fix upstream would be for
+// the handshake to drain or close the transport's write queue before
+// writing the close frame.
+//
 // The Socket.IO protocol is github.com/zishang520/socket.io/servers/socket/v3.
 package socketio

@@ -169,6 +169,11 @@ type Server struct {
 
 	mu    sync.Mutex
 	gates sync.Map // engine.Socket → *connectGate, until its socket connects
+	// openWrites holds, for each WebSocket connection whose OPEN packet is
+	// being handed to its transport, how to know it was written; see
+	// handshake.go.
+	openWrites sync.Map     // engine.Socket → openWrite
+	openWaits  atomic.Int64 // handshakes waiting for their OPEN packet
 	// testHookDrain, when set, runs after every write an Engine.IO
 	// connection hands to its transport, on the writing goroutine.
 	testHookDrain atomic.Pointer[func()]
@@ -264,6 +269,8 @@ func New(t pubsub.Transport, reg *Registry, opts Options) (*Server, error) {
 	_ = s.io.On("connection", s.onConnection)
 	s.engine = s.io.ServeHandler(nil)
 	_ = s.io.Engine().On("connection", s.onEngineConnection)
+	_ = s.io.Engine().On("flush", s.onEngineFlush)
+	_ = s.io.Engine().On("drain", s.onEngineDrain)
 	s.stopWatch = reg.watch(s.appChanged)
 	return s, nil
 }
