@@ -530,7 +530,7 @@ func TestHubDropsConnection(t *testing.T) {
 func TestIdleLongerThanWriteTimeout(t *testing.T) {
 	t.Parallel()
 	// Long enough that no write times out on a loaded machine.
-	const writeTimeout = 250 * time.Millisecond
+	const writeTimeout = 2 * time.Second
 	f := newFixture(t, memory.Options{}, Options{WriteTimeout: writeTimeout})
 	c := f.authed(t, "lobby", "alice")
 	c.send(`{"type":"subscribe","id":"1","topic":"chat"}`)

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) {
 
 // waitTimeout bounds every wait for something that should happen; it guards
 // against deadlocks and measures nothing.
-const waitTimeout = 10 * time.Second
+const waitTimeout = 20 * time.Second
 
 // client is the HTTP client of the tests: no request waits longer than
 // waitTimeout for its answer, whatever the server does.

@@ -191,6 +191,12 @@ func (s *Server) onConnection(args ...any) {
 	_ = sock.On(eventSubscribe, func(args ...any) { s.onSubscribe(sock, st, args) })
 	_ = sock.On(eventUnsubscribe, func(args ...any) { s.onUnsubscribe(sock, st, args) })
 	_ = sock.On("disconnect", func(...any) { s.onDisconnect(st) })
+	if !sock.Connected() {
+		// Gone before the listener was registered: its disconnect event
+		// has already fired.
+		s.onDisconnect(st)
+		return
+	}
 	if st.resume != nil {
 		s.resume(sock, st)
 	}
@@ -296,9 +302,14 @@ func (s *Server) onUnsubscribe(sock *socket.Socket, st *socketState, args []any)
 }
 
 // onDisconnect releases what a client held.
+// It runs once per client, however many times it is called.
 func (s *Server) onDisconnect(st *socketState) {
-	s.stats.connected.Add(-1)
 	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return
+	}
+	s.stats.connected.Add(-1)
 	st.closed = true
 	channels := st.channels
 	st.channels = nil
