@@ -31,6 +31,27 @@ const chromiumPath = "/usr/bin/chromium"
 // It skips when Chromium, node or playwright-core is missing, unless CI is
 // "true": CI installs them (.ci/run), so there a missing one fails the test.
 func TestBrowser(t *testing.T) {
+	node := browserTools(t)
+	base := startExample(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	check := exec.CommandContext(ctx, node, "check.mjs", base, "pk-dev", "sk-dev", filepath.Join(dir, "profile"))
+	check.Dir = "testdata/browser"
+	check.Env = append(os.Environ(), "CHROMIUM="+chromiumPath)
+	out, err := check.CombinedOutput()
+	t.Logf("check.mjs against %s:\n%s", base, out)
+	if err != nil {
+		t.Fatalf("the browser checks failed: %v", err)
+	}
+}
+
+// browserTools returns the path of node once Chromium, node and
+// playwright-core are all there. It skips the test when one is missing, or
+// with -short, and fails it instead when CI is "true": CI installs them
+// (.ci/run), so there a missing one is a broken machine.
+func browserTools(t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a browser; skipped with -short")
 	}
@@ -51,26 +72,34 @@ func TestBrowser(t *testing.T) {
 	if _, err := os.Stat("testdata/browser/node_modules/playwright-core"); err != nil {
 		missing("playwright-core is not installed: run npm ci in transport/network/testdata/browser, as .ci/run does")
 	}
+	return node
+}
+
+// startExample builds examples/server, starts it on a free loopback port
+// with history in memory, and returns its base URL. When the test ends it
+// stops the server with SIGTERM, kills it if it is still running after
+// waitTimeout, and fails the test unless it shut down cleanly.
+func startExample(t *testing.T) string {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		missing("no go command on PATH to build examples/server")
+		t.Fatal("no go command on PATH to build examples/server")
 	}
-
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "server")
+	bin := filepath.Join(t.TempDir(), "server")
 	if out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, "../../examples/server").CombinedOutput(); err != nil {
+		cancel()
 		t.Fatalf("go build ./examples/server: %v\n%s", err, out)
 	}
-
 	srv := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0", "-memory")
 	srv.Stderr = os.Stderr
 	stdout, err := srv.StdoutPipe()
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
+		cancel()
 		t.Fatalf("starting the server: %v", err)
 	}
 	addrc := make(chan string, 1)
@@ -84,7 +113,8 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 	}()
-	defer func() {
+	t.Cleanup(func() {
+		defer cancel()
 		_ = srv.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-drained:
@@ -96,22 +126,14 @@ func TestBrowser(t *testing.T) {
 		if err := srv.Wait(); err != nil && ctx.Err() == nil && !t.Failed() {
 			t.Errorf("the server did not shut down cleanly: %v", err)
 		}
-	}()
-	var base string
+	})
 	select {
-	case base = <-addrc:
+	case base := <-addrc:
+		return base
 	case <-drained:
 		t.Fatal("the server exited before listening")
 	case <-time.After(waitTimeout):
 		t.Fatalf("the server did not listen within %v", waitTimeout)
 	}
-
-	check := exec.CommandContext(ctx, node, "check.mjs", base, "pk-dev", "sk-dev", filepath.Join(dir, "profile"))
-	check.Dir = "testdata/browser"
-	check.Env = append(os.Environ(), "CHROMIUM="+chromiumPath)
-	out, err := check.CombinedOutput()
-	t.Logf("check.mjs against %s:\n%s", base, out)
-	if err != nil {
-		t.Fatalf("the browser checks failed: %v", err)
-	}
+	return ""
 }

@@ -1,7 +1,6 @@
 package network
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -298,26 +296,7 @@ func TestScriptRoutes(t *testing.T) {
 // restart with the gap filled. It skips as TestBrowser does, and fails
 // with CI=true when Chromium, node or playwright-core is missing.
 func TestPlazaJSBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a browser; skipped with -short")
-	}
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and "+format, args...)
-		}
-		t.Skipf("skipping the browser test: "+format, args...)
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		missing("Chromium is not installed at %s (apt-get install chromium, as .ci/run does)", chromiumPath)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed (apt-get install nodejs npm)")
-	}
-	if _, err := os.Stat("testdata/browser/node_modules/playwright-core"); err != nil {
-		missing("playwright-core is not installed: run npm ci in transport/network/testdata/browser, as .ci/run does")
-	}
+	node := browserTools(t)
 	js := newJSServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -340,72 +319,10 @@ func TestPlazaJSBrowser(t *testing.T) {
 // two messages she missed. SCREENSHOTS=<dir> saves both
 // windows there. It skips and fails as TestBrowser does.
 func TestChatBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a browser; skipped with -short")
-	}
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and "+format, args...)
-		}
-		t.Skipf("skipping the browser test: "+format, args...)
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		missing("Chromium is not installed at %s (apt-get install chromium, as .ci/run does)", chromiumPath)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed (apt-get install nodejs npm)")
-	}
-	if _, err := os.Stat("testdata/browser/node_modules/playwright-core"); err != nil {
-		missing("playwright-core is not installed: run npm ci in transport/network/testdata/browser, as .ci/run does")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		missing("no go command on PATH to build examples/server")
-	}
+	node := browserTools(t)
+	base := startExample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "server")
-	if out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, "../../examples/server").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./examples/server: %v\n%s", err, out)
-	}
-	srv := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0", "-memory")
-	srv.Stderr = os.Stderr
-	stdout, err := srv.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatalf("starting the server: %v", err)
-	}
-	addrc := make(chan string, 1)
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		lines := bufio.NewScanner(stdout)
-		for lines.Scan() {
-			if rest, ok := strings.CutPrefix(lines.Text(), "Plaza hub listening on "); ok {
-				addrc <- rest
-			}
-		}
-	}()
-	defer func() {
-		_ = srv.Process.Signal(syscall.SIGTERM)
-		<-drained
-		if err := srv.Wait(); err != nil && ctx.Err() == nil {
-			t.Errorf("the server did not shut down cleanly: %v", err)
-		}
-	}()
-	var base string
-	select {
-	case base = <-addrc:
-	case <-drained:
-		t.Fatal("the server exited before listening")
-	case <-ctx.Done():
-		t.Fatal("the server did not start")
-	}
 	cmd := exec.CommandContext(ctx, node, "chat.mjs", base, "pk-dev", "sk-dev", os.Getenv("SCREENSHOTS"))
 	cmd.Dir = "testdata/browser"
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromiumPath)
