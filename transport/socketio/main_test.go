@@ -1,7 +1,6 @@
 package socketio
 
 import (
-	"fmt"
 	"net/http"
 	"os"
 	"testing"
@@ -14,24 +13,7 @@ func TestMain(m *testing.M) {
 	if dialect := os.Getenv(benchServerEnv); dialect != "" {
 		os.Exit(benchServer(dialect)) // a child of BenchmarkFanout
 	}
-	code := m.Run()
-	if code == 0 {
-		// A WebSocket handshake refused as a test ends may still wait,
-		// for at most openWriteTimeout, for its OPEN packet to be written
-		// (handshake.go); give such bounded waits time to end before
-		// calling what is left a leak.
-		var err error
-		for deadline := time.Now().Add(2*openWriteTimeout + time.Second); ; time.Sleep(100 * time.Millisecond) {
-			if err = goleak.Find(); err == nil || time.Now().After(deadline) {
-				break
-			}
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	goleak.VerifyTestMain(m)
 }
 
 // waitTimeout bounds every wait for something that should happen; it guards

@@ -331,7 +331,9 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	return false
 }
 
-// Close disconnects every Socket.IO client and closes the Server's hub
+// Close disconnects every Socket.IO client, waits for the WebSocket
+// handshakes still waiting for their OPEN packet to be written (at most
+// openWriteTimeout; see handshake.go), and closes the Server's hub
 // connections. It waits for neither the clients nor the hub longer than ten
 // seconds. It is idempotent; requests after it get 503.
 func (s *Server) Close() error {
@@ -341,6 +343,10 @@ func (s *Server) Close() error {
 		done := make(chan struct{})
 		s.io.Close(func(error) { close(done) })
 		<-done
+		// Each wait ends by itself within openWriteTimeout.
+		for deadline := time.Now().Add(openWriteTimeout); s.openWaits.Load() > 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		s.mu.Lock()
 		bridges, pubs := s.bridges, s.publishers
 		s.bridges, s.publishers = map[string]*bridge{}, map[string]*lazyRoom{}
