@@ -2,8 +2,8 @@ package redis
 
 import (
 	"bytes"
-	"errors"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
