@@ -80,7 +80,7 @@ func BenchmarkPublish(b *testing.B) {
 					key = fmt.Sprint("k", i)
 				}
 				t0 := time.Now()
-				if _, _, err := s.Publish(ctx, "lobby", m, key); err != nil {
+				if _, _, err := s.Publish(ctx, Publication{Room: "lobby", Message: m, Key: key}); err != nil {
 					b.Error(err)
 				}
 				lat.add(time.Since(t0))
@@ -166,7 +166,7 @@ func BenchmarkPublishToDelivery(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				m := pubsub.Message{ID: start + pubsub.ID(i), Topic: "chat", From: "alice", Payload: benchPayload, Timestamp: time.Now(), Persisted: true}
 				t0 := time.Now()
-				if _, _, err := s.Publish(ctx, "lobby", m, ""); err != nil {
+				if _, _, err := s.Publish(ctx, Publication{Room: "lobby", Message: m}); err != nil {
 					b.Fatal(err)
 				}
 				select {

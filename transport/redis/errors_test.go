@@ -79,7 +79,7 @@ func TestRedisFull(t *testing.T) {
 	for i := range 500 {
 		m := msg("chat", pubsub.ID(i+1), "")
 		m.Payload = payload
-		if _, _, err = s.Publish(ctxT(t), "room", m, ""); err != nil {
+		if _, _, err = s.Publish(ctxT(t), Publication{Room: "room", Message: m}); err != nil {
 			break
 		}
 		stored++

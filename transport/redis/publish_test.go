@@ -54,7 +54,7 @@ func next(t *testing.T, ch <-chan Delivery, what string) Delivery {
 
 func publish(t *testing.T, s *Store, room string, m pubsub.Message, key string) (pubsub.Message, bool) {
 	t.Helper()
-	got, dup, err := s.Publish(ctxT(t), room, m, key)
+	got, dup, err := s.Publish(ctxT(t), Publication{Room: room, Message: m, Key: key, Origin: "node1/7"})
 	if err != nil {
 		t.Fatalf("Publish(%q, id %d, key %q) = %v", room, m.ID, key, err)
 	}
@@ -94,7 +94,7 @@ func TestPublishIDsIncreaseAcrossNodes(t *testing.T) {
 	}
 	for i, w := range want {
 		d := next(t, got, fmt.Sprintf("delivery %d of %d", i+1, len(want)))
-		if diff := cmp.Diff(Delivery{Room: "room", Message: w}, d); diff != "" {
+		if diff := cmp.Diff(Delivery{Room: "room", Message: w, Origin: "node1/7"}, d); diff != "" {
 			t.Errorf("delivery %d (-want +got):\n%s", i, diff)
 		}
 	}
@@ -197,7 +197,7 @@ func TestSubscribePattern(t *testing.T) {
 	publish(t, s, "other", msg("user:1", 2, "another room"), "")
 	want, _ := publish(t, s, "room", msg("user:123:events", 3, "match"), "")
 	d := next(t, got, "the message of user:123:events")
-	if diff := cmp.Diff(Delivery{Room: "room", Message: want, Pattern: "user:*"}, d); diff != "" {
+	if diff := cmp.Diff(Delivery{Room: "room", Message: want, Pattern: "user:*", Origin: "node1/7"}, d); diff != "" {
 		t.Errorf("delivery (-want +got):\n%s", diff)
 	}
 	sub.Unsubscribe("room", "user:*")
@@ -232,7 +232,7 @@ func TestRedisRestart(t *testing.T) {
 	next(t, ch, "the message published before the crash")
 
 	srv.Kill()
-	_, _, err := s.Publish(ctxT(t), "room", msg("chat", 20, "during"), "")
+	_, _, err := s.Publish(ctxT(t), Publication{Room: "room", Message: msg("chat", 20, "during")})
 	var perr *pubsub.Error
 	if !errors.As(err, &perr) || perr.Code != pubsub.CodeNetworkError || !perr.Retriable() {
 		t.Fatalf("Publish while Redis is down = %v, want a retriable NETWORK_ERROR", err)
@@ -249,6 +249,15 @@ func TestRedisRestart(t *testing.T) {
 		}
 	case <-time.After(waitTimeout):
 		t.Fatalf("timed out after %v waiting for the subscriber to resubscribe", waitTimeout)
+	}
+	// The first command on a connection that broke may fail once more
+	// (NETWORK_ERROR, as while Redis was down); readiness says when Redis
+	// answers again.
+	for ctx := ctxT(t); c.Ping(ctx) != nil; {
+		if ctx.Err() != nil {
+			t.Fatalf("Ping still failing %v after the restart", waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	after, _ := publish(t, s, "room", msg("chat", 30, "after"), "")
 	if d := next(t, ch, "the message published after the restart"); d.Message.ID != after.ID {

@@ -170,7 +170,7 @@ func (s *Store) AppendKey(ctx context.Context, room string, m pubsub.Message, ke
 	m.Persisted = true
 	id := idKey(m.ID)
 	res := publishScript.Exec(ctx, s.c.rc, []string{k.set(), k.hash(), k.last(), k.last()},
-		[]string{"a", id, string(encodeRecord(&m, key)), "1", strconv.Itoa(s.maxMessages), s.cutoffArg(), "0", "", ""})
+		[]string{"a", id, string(encodeRecord(&m, key)), "1", strconv.Itoa(s.maxMessages), s.cutoffArg(), "0", "", "", "0:"})
 	if err := res.Error(); err != nil {
 		return classify(s.c.addr, "appending to history on", err)
 	}
@@ -328,35 +328,50 @@ func (s *Store) walk(ctx context.Context, k topicKeys, topic string, args []stri
 	}
 }
 
-// Publish confirms m, a message of room that a hub has validated, for
-// every hub on this Redis, in one atomic script: m.ID is the id the hub
-// proposes (a snowflake of its own), and the confirmed message gets the
-// larger of it and the topic's last id plus one, so that ids strictly
-// increase per topic whichever hub publishes, even one whose clock is
-// behind. Unless m.Persisted is false the message joins the topic's
-// history, which is trimmed by retention. It is then published on the
-// topic's shard channel (and its pattern channel with
-// StoreOptions.Patterns), in the order of the ids: history order is
-// delivery order.
+// Publication is one message for [Store.Publish].
+type Publication struct {
+	Room string
+	// Message is the message a hub has validated: From, Topic, Payload,
+	// To, Metadata, Timestamp and Persisted as the hub made them, and ID
+	// the id the hub proposes (a snowflake of its own).
+	Message pubsub.Message
+	// Key is the publish's idempotency key, or empty; Message.From is the
+	// client it belongs to.
+	Key string
+	// Origin names the publishing connection (for example node id and
+	// connection number), handed back with every delivery of the message
+	// ([Delivery.Origin]) so that the hub that published it can skip the
+	// publisher's own connection: no self-echo. It is not stored in
+	// history.
+	Origin string
+}
+
+// Publish confirms p.Message for every hub on this Redis, in one atomic
+// script: the confirmed message gets the larger of the proposed id and the
+// topic's last id plus one, so that ids strictly increase per topic
+// whichever hub publishes, even one whose clock is behind. Unless
+// Message.Persisted is false the message joins the topic's history, which
+// is trimmed by retention. It is then published on the topic's shard
+// channel (and its pattern channel with StoreOptions.Patterns), in the
+// order of the ids: history order is delivery order.
 //
-// key is the publish's idempotency key, or empty; m.From is the client it
-// belongs to. A key that m.From used within the dedup window gets the
-// message it confirmed then, and dup is true: nothing is stored or
-// published again.
+// A Key that Message.From used within the dedup window gets the message it
+// confirmed then, and dup is true: nothing is stored or published again.
 //
 // A Redis that cannot be reached fails with NETWORK_ERROR: retry the
 // publish with its key, on this hub or another, and it is confirmed once.
-func (s *Store) Publish(ctx context.Context, room string, m pubsub.Message, key string) (confirmed pubsub.Message, dup bool, err error) {
+func (s *Store) Publish(ctx context.Context, p Publication) (confirmed pubsub.Message, dup bool, err error) {
 	if s.closed.Load() {
 		return pubsub.Message{}, false, errStoreClosed
 	}
-	k, err := s.keys(room, m.Topic)
+	m := p.Message
+	k, err := s.keys(p.Room, m.Topic)
 	if err != nil {
 		return pubsub.Message{}, false, err
 	}
 	dkey, ttl := k.last(), "0"
-	if key != "" && s.dedup > 0 {
-		dkey, ttl = k.dedup(m.From, key), strconv.FormatInt(s.dedup.Milliseconds(), 10)
+	if p.Key != "" && s.dedup > 0 {
+		dkey, ttl = k.dedup(m.From, p.Key), strconv.FormatInt(s.dedup.Milliseconds(), 10)
 	}
 	persist := "0"
 	if m.Persisted {
@@ -364,11 +379,12 @@ func (s *Store) Publish(ctx context.Context, room string, m pubsub.Message, key 
 	}
 	pch := ""
 	if s.patterns {
-		pch = s.c.patternChannel(room, m.Topic)
+		pch = s.c.patternChannel(p.Room, m.Topic)
 	}
-	rec := encodeRecord(&m, key)
+	rec := encodeRecord(&m, p.Key)
 	vals, err := publishScript.Exec(ctx, s.c.rc, []string{k.set(), k.hash(), k.last(), dkey},
-		[]string{"p", idKey(m.ID), string(rec), persist, strconv.Itoa(s.maxMessages), s.cutoffArg(), ttl, k.channel(), pch}).ToArray()
+		[]string{"p", idKey(m.ID), string(rec), persist, strconv.Itoa(s.maxMessages), s.cutoffArg(), ttl,
+			k.channel(), pch, string(appendField(nil, p.Origin))}).ToArray()
 	if err != nil {
 		return pubsub.Message{}, false, classify(s.c.addr, "publishing on", err)
 	}
@@ -377,7 +393,7 @@ func (s *Store) Publish(ctx context.Context, room string, m pubsub.Message, key 
 	}
 	flag, _ := vals[0].AsInt64()
 	v, _ := vals[1].ToString()
-	if flag == 0 { // a duplicate: v is the original's id and record
+	if flag == 0 { // a duplicate: v is what the original published
 		orig, _, err := decodeWire(m.Topic, v)
 		return orig, true, err
 	}
@@ -390,7 +406,8 @@ func (s *Store) Publish(ctx context.Context, room string, m pubsub.Message, key 
 }
 
 // decodeWire decodes what the publish script sends on a channel and keeps
-// for an idempotency key: an id and a record.
+// for an idempotency key: an id, an origin and a record. It returns the
+// message and the origin.
 func decodeWire(topic, v string) (pubsub.Message, string, error) {
 	if len(v) < idWidth {
 		return pubsub.Message{}, "", errRecord("message of %d bytes", len(v))
@@ -399,5 +416,11 @@ func decodeWire(topic, v string) (pubsub.Message, string, error) {
 	if err != nil {
 		return pubsub.Message{}, "", err
 	}
-	return decodeRecord(id, topic, []byte(v[idWidth:]))
+	d := decoder{b: []byte(v[idWidth:])}
+	origin := d.field()
+	if d.err != nil {
+		return pubsub.Message{}, "", d.err
+	}
+	m, _, err := decodeRecord(id, topic, d.b)
+	return m, origin, err
 }

@@ -23,6 +23,9 @@ type Delivery struct {
 	// Pattern is the pattern the message matched, for a subscription made
 	// with SubscribePattern; empty for one made with Subscribe.
 	Pattern string
+	// Origin is the Publication's Origin: the hub that published the
+	// message skips the publisher's connection by it.
+	Origin string
 }
 
 // SubscriberOptions configure [Client.Subscriber].
@@ -272,14 +275,14 @@ func (s *Subscriber) deliver(l *subLoop, m rueidis.PubSubMessage) {
 		// The channel is the pattern channel of room and the topic.
 		name = strings.TrimPrefix(m.Channel, s.c.patternChannel(l.room, ""))
 	}
-	msg, _, err := decodeWire(name, m.Message)
+	msg, origin, err := decodeWire(name, m.Message)
 	if err != nil {
 		if s.opts.OnError != nil {
 			s.opts.OnError(l.room, l.name, err)
 		}
 		return
 	}
-	d := Delivery{Room: l.room, Message: msg}
+	d := Delivery{Room: l.room, Message: msg, Origin: origin}
 	if l.pattern {
 		d.Pattern = l.name
 	}

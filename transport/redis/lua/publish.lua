@@ -17,8 +17,13 @@
 -- ARGV[7] how long the deduplication key lives, in ms; 0: no key
 -- ARGV[8] the topic's shard channel; '' publishes nothing
 -- ARGV[9] the room's pattern channel for the topic; '' none
+-- ARGV[10] the publish's origin as a field, <length>:<bytes>
 --
--- Returns {1, id} for a new message, {0, id .. record} for a duplicate.
+-- What goes on the channels, and under the deduplication key, is the id,
+-- the origin and the record back to back.
+--
+-- Returns {1, id} for a new message, {0, id .. origin .. record} for a
+-- duplicate.
 
 -- inc returns the 20-digit decimal s plus one. Lua numbers are doubles,
 -- which cannot hold a snowflake exactly, so ids stay strings.
@@ -100,7 +105,7 @@ if ARGV[4] == '1' then
   end
 end
 
-local msg = id .. ARGV[3]
+local msg = id .. ARGV[10] .. ARGV[3]
 if ttl > 0 then
   redis.call('SET', KEYS[4], msg, 'PX', ttl)
 end
