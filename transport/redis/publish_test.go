@@ -271,3 +271,96 @@ func TestRedisRestart(t *testing.T) {
 		t.Errorf("history after the restart (-want +got):\n%s", diff)
 	}
 }
+
+// A key is remembered for the dedup window only; after it, the same key is
+// a new publish.
+func TestPublishDedupWindow(t *testing.T) {
+	c, _ := open(t, redistest.Options{})
+	s := c.Store(StoreOptions{DedupWindow: 50 * time.Millisecond})
+	first, _ := publish(t, s, "room", msg("chat", 1, "a"), "k")
+	if m, dup := publish(t, s, "room", msg("chat", 2, "a"), "k"); !dup || m.ID != first.ID {
+		t.Fatalf("retry within the window = id %d, dup %t; want id %d, dup", m.ID, dup, first.ID)
+	}
+	dkey := s.mustKeys(t, "room", "chat").dedup("alice", "k")
+	for ctx := ctxT(t); ; {
+		n, err := c.rc.Do(ctx, c.rc.B().Exists().Key(dkey).Build()).AsInt64()
+		if err != nil {
+			t.Fatalf("EXISTS = %v", err)
+		}
+		if n == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // Redis expires the key on its own clock
+	}
+	if m, dup := publish(t, s, "room", msg("chat", 3, "a"), "k"); dup || m.ID == first.ID {
+		t.Errorf("publish after the window = id %d, dup %t; want a new message", m.ID, dup)
+	}
+	// Off: every publish is new.
+	off := c.Store(StoreOptions{DedupWindow: -1})
+	a, _ := publish(t, off, "room", msg("chat", 4, "a"), "k2")
+	if b, dup := publish(t, off, "room", msg("chat", 5, "a"), "k2"); dup || b.ID == a.ID {
+		t.Errorf("with DedupWindow -1, a repeated key = id %d, dup %t; want a new message", b.ID, dup)
+	}
+}
+
+// Subscriptions are counted: the last Unsubscribe stops the deliveries.
+// Bad topics and patterns are refused with INVALID_TOPIC_NAME.
+func TestSubscriberRefcount(t *testing.T) {
+	c, _ := open(t, redistest.Options{})
+	s := c.Store(StoreOptions{})
+	sub, got := deliveries(t, c)
+	for range 2 {
+		if err := sub.Subscribe(ctxT(t), "room", "chat"); err != nil {
+			t.Fatalf("Subscribe = %v", err)
+		}
+	}
+	sub.Unsubscribe("room", "chat")
+	m, _ := publish(t, s, "room", msg("chat", 1, "still subscribed"), "")
+	if d := next(t, got, "a delivery after one of two Unsubscribes"); d.Message.ID != m.ID {
+		t.Errorf("delivered id %d, want %d", d.Message.ID, m.ID)
+	}
+	sub.Unsubscribe("room", "chat")
+	n, err := c.rc.Do(ctxT(t), c.rc.B().PubsubShardnumsub().Channel(s.mustKeys(t, "room", "chat").channel()).Build()).ToArray()
+	if err != nil {
+		t.Fatalf("PUBSUB SHARDNUMSUB = %v", err)
+	}
+	if count, _ := n[1].AsInt64(); count != 0 {
+		t.Errorf("shard channel subscribers after the last Unsubscribe = %d, want 0", count)
+	}
+	for _, bad := range []string{"no spaces", ""} {
+		if err := sub.Subscribe(ctxT(t), "room", bad); !errors.Is(err, pubsub.ErrInvalidTopicName) {
+			t.Errorf("Subscribe(%q) = %v, want INVALID_TOPIC_NAME", bad, err)
+		}
+	}
+	if err := sub.SubscribePattern(ctxT(t), "room", "a b*"); !errors.Is(err, pubsub.ErrInvalidTopicName) {
+		t.Errorf("SubscribePattern(%q) = %v, want INVALID_TOPIC_NAME", "a b*", err)
+	}
+	sub.Close()
+	if err := sub.Subscribe(ctxT(t), "room", "chat"); !errors.Is(err, pubsub.ErrNotConnected) {
+		t.Errorf("Subscribe after Close = %v, want NOT_CONNECTED", err)
+	}
+}
+
+// Closing a Subscriber while Redis is down does not wait for Redis once
+// per subscription.
+func TestSubscriberCloseWhileRedisDown(t *testing.T) {
+	c, srv := open(t, redistest.Options{})
+	sub := c.Subscriber(SubscriberOptions{OnMessage: func(Delivery) {}})
+	const topics = 30
+	for i := range topics {
+		if err := sub.Subscribe(ctxT(t), "room", fmt.Sprint("t", i)); err != nil {
+			t.Fatalf("Subscribe = %v", err)
+		}
+	}
+	srv.Kill()
+	closed := make(chan struct{})
+	go func() {
+		sub.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(waitTimeout):
+		t.Fatalf("Close with %d subscriptions and Redis down did not return within %v", topics, waitTimeout)
+	}
+}

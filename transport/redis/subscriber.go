@@ -186,17 +186,26 @@ func (s *Subscriber) Unsubscribe(room, name string) {
 	s.stop(l)
 }
 
-// stop ends l's loop and tells Redis to stop sending its messages.
-func (s *Subscriber) stop(l *subLoop) {
-	l.cancel()
+// stop ends the loops of ls and tells Redis, in one round trip bounded by
+// a second, to stop sending their messages: best effort, since a broken
+// connection has no subscriptions left anyway.
+func (s *Subscriber) stop(ls ...*subLoop) {
+	if len(ls) == 0 {
+		return
+	}
+	b := s.c.rc.B()
+	cmds := make(rueidis.Commands, 0, len(ls))
+	for _, l := range ls {
+		l.cancel()
+		if l.pattern {
+			cmds = append(cmds, b.Punsubscribe().Pattern(l.channel).Build())
+		} else {
+			cmds = append(cmds, b.Sunsubscribe().Channel(l.channel).Build())
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	b := s.c.rc.B()
-	cmd := b.Sunsubscribe().Channel(l.channel).Build()
-	if l.pattern {
-		cmd = b.Punsubscribe().Pattern(l.channel).Build()
-	}
-	s.c.rc.Do(ctx, cmd) // best effort: a broken connection has no subscriptions anyway
+	s.c.rc.DoMulti(ctx, cmds...)
 }
 
 // Close ends every subscription and waits for their loops. It is
@@ -211,9 +220,11 @@ func (s *Subscriber) Close() error {
 	subs := s.subs
 	s.subs = nil
 	s.mu.Unlock()
+	ls := make([]*subLoop, 0, len(subs))
 	for _, l := range subs {
-		s.stop(l)
+		ls = append(ls, l)
 	}
+	s.stop(ls...)
 	s.wg.Wait()
 	return nil
 }
