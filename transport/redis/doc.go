@@ -103,7 +103,9 @@
 // While Redis cannot be reached every call fails with NETWORK_ERROR,
 // which is retriable: a Room retries its publish with the same key, and
 // the retry is confirmed once whichever hub it reaches. The client
-// reconnects by itself; a [Subscriber] subscribes again and reports it
+// reconnects by itself (the first command on each connection that broke
+// may still fail with NETWORK_ERROR once Redis is back, and is retried
+// like the others); a [Subscriber] subscribes again and reports it
 // (SubscriberOptions.OnResubscribe), since messages published in between
 // were not delivered and must be filled from history. What Redis
 // confirmed is as durable as its persistence: run it with appendonly yes
