@@ -186,26 +186,30 @@ func (s *Subscriber) Unsubscribe(room, name string) {
 	s.stop(l)
 }
 
-// stop ends the loops of ls and tells Redis, in one round trip bounded by
-// a second, to stop sending their messages: best effort, since a broken
-// connection has no subscriptions left anyway.
+// stop ends the loops of ls and tells Redis, in a round trip bounded by a
+// second, to stop sending their messages: best effort, since a broken
+// connection has no subscriptions left anyway. Sharded and pattern
+// unsubscribes go apart: on a cluster the first go to their channels'
+// shards and the second to any node, and one pipeline cannot mix them.
 func (s *Subscriber) stop(ls ...*subLoop) {
-	if len(ls) == 0 {
-		return
-	}
 	b := s.c.rc.B()
-	cmds := make(rueidis.Commands, 0, len(ls))
+	var sharded, patterns rueidis.Commands
 	for _, l := range ls {
 		l.cancel()
 		if l.pattern {
-			cmds = append(cmds, b.Punsubscribe().Pattern(l.channel).Build())
+			patterns = append(patterns, b.Punsubscribe().Pattern(l.channel).Build())
 		} else {
-			cmds = append(cmds, b.Sunsubscribe().Channel(l.channel).Build())
+			sharded = append(sharded, b.Sunsubscribe().Channel(l.channel).Build())
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	s.c.rc.DoMulti(ctx, cmds...)
+	if len(sharded) > 0 {
+		s.c.rc.DoMulti(ctx, sharded...)
+	}
+	if len(patterns) > 0 {
+		s.c.rc.DoMulti(ctx, patterns...)
+	}
 }
 
 // Close ends every subscription and waits for their loops. It is

@@ -50,6 +50,8 @@ type Options struct {
 	// noeviction policy, so that writes past it fail with OOM. Empty means
 	// no limit.
 	MaxMemory string
+
+	cluster bool // set by StartCluster
 }
 
 // Server is a redis-server process of one test.
@@ -78,7 +80,11 @@ func Start(tb testing.TB, opts Options) *Server {
 		}
 		tb.Skipf("skipping: %s is missing (apt-get install redis-server): %v", bin, err)
 	}
-	s := &Server{tb: tb, opts: opts, bin: bin, dir: tb.TempDir(), port: freePort(tb)}
+	port := freePort(tb)
+	if opts.cluster {
+		port = freeClusterPort(tb)
+	}
+	s := &Server{tb: tb, opts: opts, bin: bin, dir: tb.TempDir(), port: port}
 	s.log = filepath.Join(s.dir, "redis.log")
 	tb.Cleanup(func() { s.stop(syscall.SIGKILL) })
 	s.start()
@@ -94,6 +100,66 @@ func freePort(tb testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// freeClusterPort returns a port that was free a moment ago, as was its
+// cluster bus port (the port + 10000).
+func freeClusterPort(tb testing.TB) int {
+	tb.Helper()
+	for range 100 {
+		p := freePort(tb)
+		if p+10000 > 65535 {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
+	}
+	tb.Fatal("redistest: no free port with a free cluster bus port")
+	return 0
+}
+
+// StartCluster starts a Redis Cluster of n masters (no replicas), each a
+// Server as Start makes them with opts, joins them with redis-cli
+// --cluster create (the slots spread evenly), and waits until every node
+// reports the cluster ok. The servers stop when tb ends. Clients connect
+// to any of them.
+func StartCluster(tb testing.TB, n int, opts Options) []*Server {
+	tb.Helper()
+	opts.cluster = true
+	servers := make([]*Server, n)
+	args := []string{"--cluster", "create"}
+	for i := range servers {
+		servers[i] = Start(tb, opts)
+		args = append(args, servers[i].Addr())
+	}
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	var auth []string
+	if opts.Password != "" {
+		auth = []string{"-a", opts.Password, "--no-auth-warning"}
+	}
+	args = append(args, auth...)
+	cli := filepath.Join(filepath.Dir(servers[0].bin), "redis-cli")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		tb.Fatalf("redistest: %s %s: %v\n%s", cli, strings.Join(args, " "), err, out)
+	}
+	deadline := time.Now().Add(startTimeout)
+	for _, s := range servers {
+		for {
+			out, err := exec.Command(cli, append(auth, "-p", strconv.Itoa(s.port), "cluster", "info")...).Output()
+			if err == nil && bytes.Contains(out, []byte("cluster_state:ok")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("redistest: the cluster node on %s did not report cluster_state:ok within %v: %v\n%s", s.Addr(), startTimeout, err, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return servers
 }
 
 // Addr is the server's host:port.
@@ -131,6 +197,10 @@ func (s *Server) args() []string {
 	}
 	if s.opts.MaxMemory != "" {
 		args = append(args, "--maxmemory", s.opts.MaxMemory, "--maxmemory-policy", "noeviction")
+	}
+	if s.opts.cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"),
+			"--cluster-node-timeout", "2000")
 	}
 	return args
 }
