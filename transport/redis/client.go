@@ -17,7 +17,9 @@ import (
 // Options configure [Open].
 type Options struct {
 	// URL is the Redis server: redis://[user:password@]host:port[/db], or
-	// rediss:// for TLS. Empty means redis://127.0.0.1:6379.
+	// rediss:// for TLS. The address of any node of a Redis Cluster works
+	// too: the client finds the others and routes each topic to its
+	// shard. Empty means redis://127.0.0.1:6379.
 	URL string
 	// Prefix starts the name of every key and channel the package uses, so
 	// that several deployments can share one Redis. Empty means "plaza".
