@@ -193,14 +193,24 @@ func TestSubscribePattern(t *testing.T) {
 	if err := sub.SubscribePattern(ctxT(t), "room", "user:*"); err != nil {
 		t.Fatalf("SubscribePattern = %v", err)
 	}
+	// A room whose name a glob would read as a pattern matches only itself.
+	if err := sub.SubscribePattern(ctxT(t), "r*[x]", "user:*"); err != nil {
+		t.Fatalf("SubscribePattern(r*[x]) = %v", err)
+	}
 	publish(t, s, "room", msg("chat", 1, "no match"), "")
+	publish(t, s, "r2[x]", msg("user:1", 2, "a room r*[x] must not match"), "")
+	odd, _ := publish(t, s, "r*[x]", msg("user:2", 2, "its own room"), "")
+	if d := next(t, got, "the message of room r*[x]"); d.Room != "r*[x]" || d.Message.ID != odd.ID {
+		t.Errorf("delivery = room %q id %d, want room r*[x] id %d", d.Room, d.Message.ID, odd.ID)
+	}
+	sub.UnsubscribePattern("r*[x]", "user:*")
 	publish(t, s, "other", msg("user:1", 2, "another room"), "")
 	want, _ := publish(t, s, "room", msg("user:123:events", 3, "match"), "")
 	d := next(t, got, "the message of user:123:events")
 	if diff := cmp.Diff(Delivery{Room: "room", Message: want, Pattern: "user:*", Origin: "node1/7"}, d); diff != "" {
 		t.Errorf("delivery (-want +got):\n%s", diff)
 	}
-	sub.Unsubscribe("room", "user:*")
+	sub.UnsubscribePattern("room", "user:*")
 	if n, err := c.rc.Do(ctxT(t), c.rc.B().PubsubNumpat().Build()).AsInt64(); err != nil || n != 0 {
 		t.Errorf("PUBSUB NUMPAT after Unsubscribe = %d, %v; want 0", n, err)
 	}

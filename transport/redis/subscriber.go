@@ -115,7 +115,15 @@ func (s *Subscriber) SubscribePattern(ctx context.Context, room, pattern string)
 	if _, err := topic.ParsePattern(pattern); err != nil {
 		return &pubsub.Error{Code: pubsub.CodeInvalidTopicName, Message: err.Error(), Err: err}
 	}
-	return s.add(ctx, &subLoop{room: room, name: pattern, pattern: true, channel: s.c.patternChannel(escapeGlob(room), pattern)})
+	return s.add(ctx, &subLoop{room: room, name: pattern, pattern: true, channel: s.c.patternSubject(room, pattern)})
+}
+
+// patternSubject is what a pattern subscriber of room PSUBSCRIBEs to: the
+// pattern channels of room (see Client.patternChannel) whose topic matches
+// pattern. The prefix and the room are escaped, so that only the pattern
+// matches anything but itself.
+func (c *Client) patternSubject(room, pattern string) string {
+	return escapeGlob(c.prefix) + ":p:" + strconv.Itoa(len(room)) + ":" + escapeGlob(room) + ":" + pattern
 }
 
 // escapeGlob escapes the characters a Redis glob treats specially, so
@@ -161,16 +169,20 @@ func (s *Subscriber) add(ctx context.Context, l *subLoop) error {
 	}
 }
 
-// Unsubscribe releases one reference to room's topic or pattern; the last
-// one unsubscribes from Redis. Unknown names are ignored.
+// Unsubscribe releases one reference to room's topic; the last one
+// unsubscribes from Redis. Unknown topics are ignored.
 func (s *Subscriber) Unsubscribe(room, name string) {
-	var channel string
-	if topic.IsPattern(name) {
-		channel = s.c.patternChannel(escapeGlob(room), name)
-	} else {
-		k := topicKeys{base: s.c.prefix + ":{" + strconv.Itoa(len(room)) + ":" + room + ":" + name + "}"}
-		channel = k.channel()
-	}
+	k := topicKeys{base: s.c.prefix + ":{" + strconv.Itoa(len(room)) + ":" + room + ":" + name + "}"}
+	s.release(k.channel())
+}
+
+// UnsubscribePattern releases one reference to room's pattern, as
+// Unsubscribe does for a topic.
+func (s *Subscriber) UnsubscribePattern(room, pattern string) {
+	s.release(s.c.patternSubject(room, pattern))
+}
+
+func (s *Subscriber) release(channel string) {
 	s.mu.Lock()
 	l := s.subs[channel]
 	if l == nil {
