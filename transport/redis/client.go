@@ -14,7 +14,8 @@ import (
 	"github.com/plazahq/plaza/pubsub"
 )
 
-// Options configure [Open].
+// Options configure [Open]. The zero value connects to [DefaultURL] with
+// the defaults below.
 type Options struct {
 	// URL is the Redis server: redis://[user:password@]host:port[/db], or
 	// rediss:// for TLS. The address of any node of a Redis Cluster works

@@ -53,7 +53,8 @@ type Lease struct {
 	done chan struct{}
 }
 
-// LeaseOptions configure [Client.AcquireNode].
+// LeaseOptions configure [Client.AcquireNode]. The zero value is a lease of
+// DefaultLeaseTTL that nobody is told of losing (watch [Lease.Done]).
 type LeaseOptions struct {
 	// TTL is how long the lease lasts without renewal: after a hub dies,
 	// its node id is free again after at most TTL. Zero means

@@ -36,7 +36,9 @@ var (
 // recipient's view) never holds Redis for more than a millisecond or so.
 const walkBudget = 1000
 
-// StoreOptions configure [Client.Store].
+// StoreOptions configure [Client.Store]. The zero value keeps history with
+// package history's default retention, deduplicates for 2 minutes and
+// feeds no pattern channels.
 type StoreOptions struct {
 	// Retention is applied as in package history: MaxMessages and MaxAge
 	// per room and topic (zero means the history defaults, negative no
@@ -64,7 +66,9 @@ type StoreOptions struct {
 // one shard and a single Lua script confirms a message atomically:
 //
 //	…}:z  sorted set: every stored id, score 0, as 20 digits (lexical order is id order)
-//	…}:m  hash: id → record (see the package documentation)
+//	…}:m  hash: id → record: a fixed header (format, persisted, timestamp),
+//	      length-prefixed sender, key, recipients and metadata, then the
+//	      payload as the hub received it
 //	…}:l  the topic's last id, kept after retention drops its messages
 //	…}:d:… one key per idempotency key, expiring after DedupWindow
 //	…}:c  the shard channel the topic's messages are published on

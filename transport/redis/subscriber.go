@@ -28,7 +28,8 @@ type Delivery struct {
 	Origin string
 }
 
-// SubscriberOptions configure [Client.Subscriber].
+// SubscriberOptions configure [Client.Subscriber]. OnMessage is required;
+// the other fields may be left zero.
 type SubscriberOptions struct {
 	// OnMessage receives every message of the subscribed topics and
 	// patterns. It is called on the Redis client's reading goroutine, in
