@@ -1,0 +1,132 @@
+// Package redis holds the Redis building blocks that let several Plaza hubs
+// behave, for every client on every node, as one hub: one history, one id
+// sequence per topic, one deduplication index, cluster-wide rate windows,
+// client sockets usable on any node, and node ids that no two hubs share.
+// It is a module of its own (github.com/plazahq/plaza/transport/redis), so
+// that only programs that import it link the Redis client
+// (github.com/redis/rueidis).
+//
+// Use [Open] to connect to Redis (7.0 or newer); then, from the [Client]:
+//
+//   - [Client.Store] for the history every hub shares, a [history.KeyStore],
+//     and for [Store.Publish], which confirms a message for every hub;
+//   - [Client.Subscriber] to receive what any hub published on the topics
+//     and patterns this hub's connections subscribe to;
+//   - [Client.AcquireNode] to lease a snowflake node id;
+//   - [Client.RateWindow] for per-minute caps counted across hubs;
+//   - [Client.Sockets] for temporary client sockets any hub accepts;
+//   - [Client.Ping] for a readiness probe.
+//
+// The hub (transport/memory) does not call these yet: its seam for what
+// crosses nodes is the next step, and this package is written as that
+// seam's implementation. Its shape, as proposed: the hub keeps checks,
+// authorization, local fan-out and its id generator, and calls
+//
+//	type Cluster interface {
+//		// Publish confirms m (validated; From, Topic, Timestamp,
+//		// Persisted set; ID proposed by the hub's generator) for every
+//		// node, as Store.Publish does, and returns the confirmed
+//		// message, or the original one and dup for a retried key.
+//		Publish(ctx context.Context, room string, m pubsub.Message, key, origin string) (pubsub.Message, bool, error)
+//		// Subscribe and Unsubscribe follow the first and last local
+//		// subscriber of a room's topic or pattern; every node's
+//		// messages, this node's own included, come back through the
+//		// Deliver callback given at construction, in id order per
+//		// topic, with the origin to skip the publisher's connection.
+//		Subscribe(ctx context.Context, room, topicOrPattern string) error
+//		Unsubscribe(room, topicOrPattern string)
+//		// History is the shared store the hub answers queries from.
+//		History() history.KeyStore
+//		// Allow counts one event of a cluster-wide per-minute cap.
+//		Allow(ctx context.Context, key string, limit int, now time.Time) (bool, time.Duration, error)
+//		// NodeID is the leased node id; Lost is closed if the lease
+//		// is lost, after which the hub must stop publishing.
+//		NodeID() int
+//		Lost() <-chan struct{}
+//		Ready(ctx context.Context) error
+//		Close() error
+//	}
+//
+// with an in-process implementation as the default (today's behaviour, no
+// Redis), so that the single-node path stays as fast as it is.
+//
+// # Keys and sharding
+//
+// Everything about one room and topic lives under one hash tag,
+// prefix:{len:room:topic}, so that on Redis Cluster a topic is on one
+// shard and one Lua script (declared keys only, no cross-slot access)
+// confirms a message atomically; its channel, prefix:{…}:c, is a sharded
+// channel (SPUBLISH/SSUBSCRIBE) on the same shard. Topics spread over the
+// shards by their hash slots, so adding shards adds publish and fan-out
+// capacity; no key is shared by all topics on the publish path. See
+// [Store] for the keys of a topic, [RateWindow] and [SocketStore] for
+// theirs.
+//
+// Sharded pub/sub has no pattern form. A pattern subscription reads the
+// room's classic channels instead, prefix:p:len:room:topic, through
+// PSUBSCRIBE with the pattern in place of the topic (topic patterns are
+// Redis globs, one to one). Publish feeds those channels only with
+// StoreOptions.Patterns, for one more PUBLISH per message; on Redis Cluster
+// a classic PUBLISH is broadcast to every node, so patterns cost in
+// proportion to the cluster's size, and deployments that use them much
+// should keep them to a few rooms.
+//
+// # Ordering: history order is delivery order
+//
+// The publish script runs atomically on the topic's shard: it reads the
+// topic's last id, gives the message max(proposed id, last id + 1), stores
+// it, trims, and publishes it before any other script of that topic can
+// run. Ids therefore strictly increase per topic across hubs, even when a
+// hub's clock is behind another's, and every subscriber of the topic, on
+// any hub, receives its messages in id order, which is history's order:
+// After(lastSeen) gap fill and Last-Event-ID resume never skip a message
+// published by a hub with an older clock. Ids stay snowflakes (time-ordered
+// and unique per leased node id); the script only ever raises one, by the
+// few ids that separate two hubs' clocks.
+//
+// Messages published with Persist(false) get an id the same way and are
+// published, but not stored.
+//
+// # Deduplication
+//
+// A publish with an idempotency key stores, in the same script, a key
+// prefix:{…}:d:len:client:key that expires after the dedup window and holds
+// the confirmed message. A retry of the publish, on the same hub or any
+// other (for example after the first hub died before answering), finds it
+// and gets the original message back: one copy in history, one delivery.
+// The key also holds persisted messages' copy so that a retry is answered
+// even after retention dropped the message; it costs the message's size
+// for the window.
+//
+// # Failover
+//
+// While Redis cannot be reached every call fails with NETWORK_ERROR,
+// which is retriable: a Room retries its publish with the same key, and
+// the retry is confirmed once whichever hub it reaches. The client
+// reconnects by itself (the first command on each connection that broke
+// may still fail with NETWORK_ERROR once Redis is back, and is retried
+// like the others); a [Subscriber] subscribes again and reports it
+// (SubscriberOptions.OnResubscribe), since messages published in between
+// were not delivered and must be filled from history. What Redis
+// confirmed is as durable as its persistence: run it with appendonly yes
+// and appendfsync always where a confirmed message must survive a crash
+// of Redis itself, and with replicas (Sentinel or Cluster) where it must
+// survive the loss of the machine.
+//
+// # Beyond one Redis
+//
+// One Redis serves on the order of hundreds of thousands of messages a
+// second. Beyond that, Redis Cluster shards the topics by hash slot: each
+// topic's publish script, history and channel stay on one shard, so
+// shards add capacity until a single topic is the bottleneck (a topic's
+// ids are one sequence, confirmed on one shard). The deployment-wide key
+// that [Store.MaxID] reads is written only by Append (the history.Store
+// path), never by Publish.
+//
+// # Concurrency
+//
+// Every type here is safe for concurrent use. Commands issued at the same
+// time share connections and round trips (the client pipelines them). The
+// callbacks of a [Subscriber] run on the Redis client's goroutines and
+// must not block.
+package redis

@@ -1,0 +1,48 @@
+package redis
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// waitTimeout bounds every wait for something that should happen; it guards
+// against deadlocks, generous enough for a loaded machine, and measures
+// nothing.
+const waitTimeout = 20 * time.Second
+
+// ctxT returns a context that ends with the test or after waitTimeout.
+func ctxT(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// open starts a redis-server with opts and opens a Client on it, closed
+// when the test ends.
+func open(tb testing.TB, opts redistest.Options) (*Client, *redistest.Server) {
+	tb.Helper()
+	srv := redistest.Start(tb, opts)
+	return openOn(tb, srv, Options{}), srv
+}
+
+// openOn opens a Client on srv with opts (its URL set), closed when the
+// test ends.
+func openOn(tb testing.TB, srv *redistest.Server, opts Options) *Client {
+	tb.Helper()
+	opts.URL = srv.URL()
+	c, err := Open(ctxT(tb), opts)
+	if err != nil {
+		tb.Fatalf("Open(%q) = %v", opts.URL, err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
