@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -108,8 +109,8 @@ func newServerMetrics() *serverMetrics {
 func (m *serverMetrics) writeStats(w io.Writer) {
 	if m.srv != nil {
 		st := m.srv.Stats()
-		metrics.WriteGaugeUint64(w, `plaza_connections{protocol="websocket"}`, uint64(st.Connections))
-		metrics.WriteGaugeUint64(w, `plaza_connections{protocol="sse"}`, uint64(st.Streams))
+		metrics.WriteMetadataIfNeeded(w, "plaza_connections", "gauge") // once for the family
+		fmt.Fprintf(w, "plaza_connections{protocol=\"websocket\"} %d\nplaza_connections{protocol=\"sse\"} %d\n", st.Connections, st.Streams)
 		metrics.WriteGaugeUint64(w, "plaza_client_sockets", uint64(st.ClientSockets))
 	}
 	if m.hub != nil {
