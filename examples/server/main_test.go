@@ -149,18 +149,30 @@ func TestServer(t *testing.T) {
 	})
 }
 
+// TestRunRefusesBadConfig: a config that cannot serve stops the server at
+// start with an error that names the setting.
 func TestRunRefusesBadConfig(t *testing.T) {
 	// A config run accepted would serve until the context ends.
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	for _, cfg := range []config{
-		{addr: "127.0.0.1:0", subscribeKey: "sk", memory: true},
-		{addr: "127.0.0.1:0", publishKey: "same", subscribeKey: "same", memory: true},
-		{addr: "127.0.0.1:0", publishKey: "pk:x", subscribeKey: "sk", memory: true},
-		{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk"}, // no -data, no -memory
+	for _, tt := range []struct {
+		cfg  config
+		want string
+	}{
+		{config{addr: "127.0.0.1:0", subscribeKey: "sk", memory: true}, "-publish-key"},
+		{config{addr: "127.0.0.1:0", publishKey: "same", subscribeKey: "same", memory: true}, "-subscribe-key"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk:x", subscribeKey: "sk", memory: true}, "-publish-key"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk"}, "-data"}, // no -data, no -memory
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, logFormat: "xml"}, "-log-format"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, logLevel: "loud"}, "-log-level"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, tlsCert: "cert.pem"}, "-tls-key"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, publishPerMinute: -1}, "-publish-per-minute"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, shutdownTimeout: -time.Second}, "-shutdown-timeout"},
+		{config{addr: "256.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true}, "-addr"},
+		{config{addr: "127.0.0.1:0", metricsAddr: "256.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true}, "-metrics-addr"},
 	} {
-		if err := run(ctx, testConfig(cfg), io.Discard, io.Discard, nil); err == nil {
-			t.Errorf("run(%+v) = nil, want an error", cfg)
+		if err := run(ctx, testConfig(tt.cfg), io.Discard, io.Discard, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("run(%+v) = %v, want an error naming %s", tt.cfg, err, tt.want)
 		}
 	}
 }
