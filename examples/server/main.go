@@ -7,7 +7,8 @@
 //	go run ./examples/server -addr 127.0.0.1:9000 -publish-key pk-prod -subscribe-key sk-prod -data /var/lib/plaza
 //	go run ./examples/server -memory      # history in memory only, gone when the server stops
 //
-// It prints how to publish with curl, subscribe with SSE and connect from Go.
+// It prints how to publish with curl, subscribe with SSE, use the plaza
+// terminal client (examples/plaza) and connect from Go.
 // Every room has the same two keys (network.Options.Keys): the publish key
 // may publish, subscribe, read history and create temporary client sockets;
 // the subscribe key may do all but publish. A credential is the key, or
@@ -21,6 +22,29 @@
 // Only one server can use a folder at a time; a second one fails
 // at once with an error that says so. To start afresh, stop the server and
 // delete the folder.
+//
+// # Settings
+//
+// Every setting is a flag, an environment variable named PLAZA_ and the
+// flag in capitals (-publish-key is PLAZA_PUBLISH_KEY), and a key of an
+// optional TOML file named by -config or PLAZA_CONFIG (publish-key =
+// "pk-prod"). A flag beats the environment, which beats the file, which
+// beats the default; -h lists them all. A value that does not parse, an
+// unknown key in the file, or a combination that cannot serve stops the
+// server at start with a message that names the setting.
+//
+// With -tls-cert and -tls-key it serves HTTPS and WSS on -addr.
+//
+// # Operating it
+//
+// GET /metrics answers the Prometheus text format (see serverMetrics for
+// every metric), on -addr or, with -metrics-addr, only there. GET /healthz
+// answers 200 while the process serves; GET /readyz answers 200 while the
+// history store is writable and 503 with what is wrong otherwise, both in
+// JSON. Logs go to stderr through log/slog, as text or JSON (-log-format),
+// with the room, client id, remote address and close code of every
+// connection; they never hold a payload, a key or a token. The keys are
+// printed at start only while they are the development defaults.
 //
 // SIGINT or SIGTERM shuts the server down cleanly: event streams end and
 // WebSockets close with the going-away code once their current request is
