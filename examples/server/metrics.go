@@ -58,6 +58,8 @@ type serverMetrics struct {
 	gapFills   *metrics.Counter
 	reconnects *metrics.Counter
 	subs       atomic.Int64
+	publishes  sync.Map         // publishKey → *metrics.Counter, so that a publish builds no name
+	wsOK       *metrics.Counter // plaza_publishes_total{route="websocket",code="OK"}
 
 	// The sources read at scrape time; set before the server serves.
 	hub       *memory.Hub
@@ -100,6 +102,7 @@ func newServerMetrics() *serverMetrics {
 		reconnects: s.NewCounter("plaza_reconnects_total"),
 		closed:     make(map[string]time.Time),
 	}
+	m.wsOK = s.NewCounter(`plaza_publishes_total{route="websocket",code="OK"}`)
 	s.RegisterMetricsWriter(m.writeStats)
 	return m
 }
@@ -150,8 +153,20 @@ func outcome(err error) string {
 }
 
 func (m *serverMetrics) countPublish(route, code string) {
-	m.set.GetOrCreateCounter(`plaza_publishes_total{route="` + route + `",code="` + code + `"}`).Inc()
+	if route == "websocket" && code == "OK" {
+		m.wsOK.Inc() // the common case, without a look-up
+		return
+	}
+	k := publishKey{route, code}
+	c, ok := m.publishes.Load(k)
+	if !ok {
+		c, _ = m.publishes.LoadOrStore(k, m.set.GetOrCreateCounter(`plaza_publishes_total{route="`+route+`",code="`+code+`"}`))
+	}
+	c.(*metrics.Counter).Inc()
 }
+
+// publishKey names a counter of plaza_publishes_total.
+type publishKey struct{ route, code string }
 
 // connEvent is the network server's Options.OnConnEvent.
 func (m *serverMetrics) connEvent(ev network.ConnEvent) {
