@@ -61,7 +61,7 @@ func flags(cfg *config) *flag.FlagSet {
 	})
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate chain: serve HTTPS and WSS (with -tls-key)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key of -tls-cert")
-	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "separate address for /metrics, /healthz and /readyz (plain HTTP); empty: the main address serves them")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "separate plain-HTTP address for /metrics (it serves /healthz and /readyz too); empty: /metrics on the main address")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", `log format on stderr: "text" or "json"`)
 	fs.StringVar(&cfg.logLevel, "log-level", "info", `least severe log level: "debug", "info", "warn" or "error"`)
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for connections and requests to end")
