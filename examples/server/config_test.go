@@ -135,3 +135,31 @@ func TestConfigHelp(t *testing.T) {
 		}
 	})
 }
+
+// FuzzConfigFile: whatever the config file holds, loadConfig returns a
+// config or an error that names the file, and never panics.
+func FuzzConfigFile(f *testing.F) {
+	for _, seed := range []string{
+		`addr = "127.0.0.1:7000"`,
+		"publish-key = \"pk\"\nsubscribe-key = \"sk\"\nmemory = true\npublish-per-minute = 5",
+		`origins = ["a.test", "b.test"]`,
+		`origins = [1, 2]`,
+		`shutdown-timeout = "3s"`,
+		`memory = 1.5`,
+		`[table]`,
+		`addr = { x = 1 }`,
+		"\x00",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		path := filepath.Join(t.TempDir(), "plaza.toml")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := loadConfig([]string{"-config", path}, env(nil), io.Discard)
+		if err != nil && !strings.Contains(err.Error(), path) {
+			t.Errorf("loadConfig(file %q) = %v, want an error naming the file", text, err)
+		}
+	})
+}
