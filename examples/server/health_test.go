@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/plazahq/plaza/history"
 )
 
 // getJSON gets url and decodes its JSON body.
@@ -77,5 +82,33 @@ func TestHealthMemory(t *testing.T) {
 	base := "http://" + start(t, config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true})
 	if status, body := getJSON(t, base+"/readyz"); status != 200 || body["status"] != "ok" {
 		t.Errorf("/readyz = %d %v, want 200 ok", status, body)
+	}
+}
+
+// A commit that failed makes the server unready until one succeeds.
+func TestReadyAfterFailedCommit(t *testing.T) {
+	data := t.TempDir()
+	store, err := history.OpenBolt(filepath.Join(data, "history.db"), history.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := newServerMetrics()
+	h := &health{store: store, data: data, metrics: m}
+	ctx := context.Background()
+	if p := h.probe(ctx); p != "" {
+		t.Fatalf("probe() = %q on a fresh store, want ready", p)
+	}
+	m.commitDone(time.Now(), errors.New("disk full"))
+	if p := h.probe(ctx); !strings.Contains(p, "disk full") {
+		t.Errorf("probe() after a failed commit = %q, want it to say the commit failed", p)
+	}
+	m.commitDone(time.Now(), nil)
+	if p := h.probe(ctx); p != "" {
+		t.Errorf("probe() after a commit succeeded again = %q, want ready", p)
+	}
+	store.Close()
+	if p := h.probe(ctx); !strings.Contains(p, "does not answer") {
+		t.Errorf("probe() on a closed store = %q, want it to say the store does not answer", p)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,12 +222,13 @@ func (m *serverMetrics) commitDone(start time.Time, err error) {
 // observedTransport leaves its publish to countPublishes.
 type httpRoute struct{}
 
-// countPublishes counts the plain HTTP publishes (every POST the network
-// server serves is one) by their answer: the error code of the JSON body,
-// or OK. It counts the ones refused before they reached the hub too.
+// countPublishes counts the plain HTTP publishes (POST
+// /{room}/pubsub/{topic}/publish and its alias /{room}/publish/{topic}) by
+// their answer: the error code of the JSON body, or OK. It counts the ones
+// refused before they reached the hub too.
 func (m *serverMetrics) countPublishes(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
+		if r.Method != http.MethodPost || !isPublishPath(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -234,6 +236,19 @@ func (m *serverMetrics) countPublishes(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), httpRoute{}, true)))
 		m.countPublish("http", rec.outcome())
 	})
+}
+
+// isPublishPath reports whether path is one of the network server's
+// publish routes.
+func isPublishPath(path string) bool {
+	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	switch len(parts) {
+	case 3:
+		return parts[1] == "publish" // /{room}/publish/{topic}
+	case 4:
+		return parts[1] == "pubsub" && parts[3] == "publish"
+	}
+	return false
 }
 
 // statusRecorder keeps the status of an answer and the start of its body

@@ -231,3 +231,18 @@ func TestMetricsAddr(t *testing.T) {
 		t.Errorf("GET /metrics on the main address = %d, want 404 with -metrics-addr", resp.StatusCode)
 	}
 }
+
+func TestIsPublishPath(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/lobby/pubsub/chat/publish":   true,
+		"/lobby/publish/chat":          true,
+		"/lobby/pubsub/chat/history":   false,
+		"/lobby/ws":                    false,
+		"/publish":                     false,
+		"/lobby/pubsub/chat/publish/x": false,
+	} {
+		if got := isPublishPath(path); got != want {
+			t.Errorf("isPublishPath(%q) = %v, want %v", path, got, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package network
 import (
 	"bytes"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -85,6 +86,18 @@ func TestConnEvents(t *testing.T) {
 	case ev := <-events:
 		t.Errorf("event %+v for a connection that never authenticated", ev)
 	default:
+	}
+
+	// An event stream has its events too, without a close code.
+	sse := f.openSSE(t, "/lobby/pubsub/alerts/subscribe", http.Header{"Authorization": {"Bearer " + testTokenPrefix + "carol"}})
+	open = nextEvent(t, events, "carol's event stream to open")
+	if open.Closed || open.Protocol != "sse" || open.Room != "lobby" || open.ClientID != "carol" || open.Remote == "" {
+		t.Errorf("open event = %+v, want sse lobby carol with a remote address", open)
+	}
+	sse.close()
+	closed = nextEvent(t, events, "carol's event stream to end")
+	if !closed.Closed || closed.Protocol != "sse" || closed.ClientID != "carol" || closed.Code != 0 {
+		t.Errorf("close event = %+v, want carol's stream closed without a code", closed)
 	}
 
 	log := logs.String()
