@@ -14,22 +14,31 @@ import (
 )
 
 // health answers /healthz (the process serves HTTP) and /readyz (it can
-// do its work: the history store is writable). Both answer JSON:
-// {"status": "ok"}, or for /readyz with 503 {"status": "unavailable",
-// "checks": {"history": "what is wrong"}}.
+// do its work: every readyCheck passes). Both answer JSON: {"status":
+// "ok"}, and for /readyz the result of each check, "ok" or what is wrong,
+// with 503 and "status": "unavailable" when any fails:
+// {"status": "unavailable", "checks": {"history": "what is wrong"}}.
+// A health is safe for concurrent use.
 type health struct {
-	store   history.Store  // nil with -memory
-	data    string         // the data folder; "" with -memory
-	metrics *serverMetrics // for the last commit's outcome
+	checks []readyCheck
 
 	mu      sync.Mutex
 	checked time.Time
-	problem string // of the last probe; "" when ready
+	results map[string]string // of the last probe: name → "ok" or the problem
+	ready   bool
 }
 
-// probeEvery is how often /readyz probes the store at most; requests in
-// between get the last result, so that a busy prober cannot make the
-// server fsync in a loop.
+// readyCheck is one thing /readyz asks: its name in the answer, and a probe
+// that returns what is wrong, or "". A new dependency of the server (a
+// broker, say) is one more readyCheck.
+type readyCheck struct {
+	name  string
+	probe func(context.Context) string
+}
+
+// probeEvery is how often /readyz probes at most; requests in between get
+// the last result, so that a busy prober cannot make the server fsync in a
+// loop.
 const probeEvery = time.Second
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -44,36 +53,53 @@ func (h *health) serveHealthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *health) serveReadyz(w http.ResponseWriter, r *http.Request) {
-	problem := h.check(r.Context())
-	if problem != "" {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "checks": map[string]string{"history": problem}})
+	results, ready := h.check(r.Context())
+	if !ready {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "checks": results})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "checks": map[string]string{"history": "ok"}})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "checks": results})
 }
 
-// check returns what keeps the server from being ready, or "".
-func (h *health) check(ctx context.Context) string {
-	if h.store == nil {
-		return "" // in memory: nothing to fail
-	}
+// check runs the checks, or returns the last results when they are younger
+// than probeEvery.
+func (h *health) check(ctx context.Context) (map[string]string, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if time.Since(h.checked) < probeEvery {
-		return h.problem
+	if h.results != nil && time.Since(h.checked) < probeEvery {
+		return h.results, h.ready
 	}
-	h.problem = h.probe(ctx)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	h.results, h.ready = make(map[string]string, len(h.checks)), true
+	for _, c := range h.checks {
+		problem := c.probe(ctx)
+		if problem == "" {
+			problem = "ok"
+		} else {
+			h.ready = false
+		}
+		h.results[c.name] = problem
+	}
 	h.checked = time.Now()
-	return h.problem
+	return h.results, h.ready
+}
+
+// historyProbe is the "history" check: the store is writable.
+type historyProbe struct {
+	store   history.Store  // nil with -memory: always ready
+	data    string         // the data folder
+	metrics *serverMetrics // for the last commit's outcome
 }
 
 // probe checks that the store answers and that its folder takes a write
 // that reaches the disk, without touching any room: it writes, syncs and
 // removes a file of its own beside history.db. A commit that failed since
 // the last one that succeeded also makes the server unready.
-func (h *health) probe(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+func (h *historyProbe) probe(ctx context.Context) string {
+	if h.store == nil {
+		return "" // in memory: nothing to fail
+	}
 	if _, err := h.store.Query(ctx, "", history.Query{Topic: "readyz", Limit: 1}); err != nil {
 		return fmt.Sprintf("the history store does not answer: %v", err)
 	}

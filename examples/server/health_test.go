@@ -94,7 +94,7 @@ func TestReadyAfterFailedCommit(t *testing.T) {
 	}
 	defer store.Close()
 	m := newServerMetrics()
-	h := &health{store: store, data: data, metrics: m}
+	h := &historyProbe{store: store, data: data, metrics: m}
 	ctx := context.Background()
 	if p := h.probe(ctx); p != "" {
 		t.Fatalf("probe() = %q on a fresh store, want ready", p)

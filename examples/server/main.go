@@ -220,10 +220,8 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 		OnConnEvent:      m.connEvent,
 	})
 	m.hub, m.srv = hub, srv
-	hl := &health{store: store, data: cfg.data, metrics: m}
-	if cfg.memory {
-		hl.data = ""
-	}
+	hp := &historyProbe{store: store, data: cfg.data, metrics: m}
+	hl := &health{checks: []readyCheck{{name: "history", probe: hp.probe}}}
 	ops := http.NewServeMux()
 	ops.Handle("GET /metrics", m)
 	ops.HandleFunc("GET /healthz", hl.serveHealthz)
@@ -289,7 +287,7 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 	}
 
 	printHelp(out, at, cfg)
-	logger.Info("plaza: serving", "addr", at.addr, "tls", tlsConfig != nil, "metrics_addr", at.metrics, "memory", cfg.memory, "data", hl.data)
+	logger.Info("plaza: serving", "addr", at.addr, "tls", tlsConfig != nil, "metrics_addr", at.metrics, "memory", cfg.memory, "data", dataFolder(cfg))
 	if ready != nil {
 		ready(at)
 	}
@@ -383,6 +381,14 @@ From Go (a Room over WebSocket, %[5]s/{room}/ws; README.md's "A Go client" is th
 
 Stop with Ctrl-C.
 `, base, pk, sk, where, wsBase, metricsAt)
+}
+
+// dataFolder is the folder history is kept in, or "" with -memory.
+func dataFolder(cfg config) string {
+	if cfg.memory {
+		return ""
+	}
+	return cfg.data
 }
 
 // keySecret reads the server's key secret from path, creating it with 32
