@@ -7,7 +7,8 @@
 //	go run ./examples/server -addr 127.0.0.1:9000 -publish-key pk-prod -subscribe-key sk-prod -data /var/lib/plaza
 //	go run ./examples/server -memory      # history in memory only, gone when the server stops
 //
-// It prints how to publish with curl, subscribe with SSE and connect from Go.
+// It prints how to publish with curl, subscribe with SSE, use the plaza
+// terminal client (examples/plaza) and connect from Go.
 // Every room has the same two keys (network.Options.Keys): the publish key
 // may publish, subscribe, read history and create temporary client sockets;
 // the subscribe key may do all but publish. A credential is the key, or
@@ -22,6 +23,29 @@
 // at once with an error that says so. To start afresh, stop the server and
 // delete the folder.
 //
+// # Settings
+//
+// Every setting is a flag, an environment variable named PLAZA_ and the
+// flag in capitals (-publish-key is PLAZA_PUBLISH_KEY), and a key of an
+// optional TOML file named by -config or PLAZA_CONFIG (publish-key =
+// "pk-prod"). A flag beats the environment, which beats the file, which
+// beats the default; -h lists them all. A value that does not parse, an
+// unknown key in the file, or a combination that cannot serve stops the
+// server at start with a message that names the setting.
+//
+// With -tls-cert and -tls-key it serves HTTPS and WSS on -addr.
+//
+// # Operating it
+//
+// GET /metrics answers the Prometheus text format (see serverMetrics for
+// every metric), on -addr or, with -metrics-addr, only there. GET /healthz
+// answers 200 while the process serves; GET /readyz answers 200 while the
+// history store is writable and 503 with what is wrong otherwise, both in
+// JSON. Logs go to stderr through log/slog, as text or JSON (-log-format),
+// with the room, client id, remote address and close code of every
+// connection; they never hold a payload, a key or a token. The keys are
+// printed at start only while they are the development defaults.
+//
 // SIGINT or SIGTERM shuts the server down cleanly: event streams end and
 // WebSockets close with the going-away code once their current request is
 // answered; then the hub and the history close, in that order.
@@ -30,13 +54,13 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -68,63 +92,94 @@ var favicon []byte
 //go:embed chat.html
 var chatPage []byte
 
-// Default keys, for trying the server on this machine.
-const (
-	defaultPublishKey   = "pk-dev"
-	defaultSubscribeKey = "sk-dev"
-)
-
-// config is what the flags set.
-type config struct {
-	addr             string
-	publishKey       string
-	subscribeKey     string
-	data             string   // folder for durable history
-	memory           bool     // keep history in memory instead
-	publishPerMinute int      // HTTP publishes per room per rolling minute; 0: no cap
-	origins          []string // browser origins allowed besides the server's own
-}
-
 func main() {
-	var cfg config
-	var origins string
-	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "address to listen on")
-	flag.StringVar(&cfg.publishKey, "publish-key", defaultPublishKey, "key that may publish, subscribe, read history and create client sockets")
-	flag.StringVar(&cfg.subscribeKey, "subscribe-key", defaultSubscribeKey, "key that may subscribe, read history and create client sockets, but not publish")
-	flag.StringVar(&cfg.data, "data", "plaza-data", "folder for durable history (history.db inside it)")
-	flag.BoolVar(&cfg.memory, "memory", false, "keep history in memory only: it is lost when the server stops")
-	flag.IntVar(&cfg.publishPerMinute, "publish-per-minute", 0, "cap on HTTP publishes per room over a rolling minute (0: no cap)")
-	flag.StringVar(&origins, "origins", "", `comma-separated browser origins allowed besides the server's own, as host patterns ("localhost:*")`)
-	flag.Parse()
-	if origins != "" {
-		cfg.origins = strings.Split(origins, ",")
+	cfg, err := loadConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, os.Stdout, nil); err != nil {
-		log.Fatal(err)
+	if err := run(ctx, cfg, os.Stdout, os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
 	}
 }
 
-// run serves until ctx ends, then shuts down. It prints how to connect to out
-// and, once listening, calls ready (if set) with the address.
-func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)) error {
+// listening is where a started server listens.
+type listening struct {
+	addr    string // the main listener
+	metrics string // the -metrics-addr listener; "" without one
+}
+
+// newLogger is the logger of cfg, writing to w.
+func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", cfg.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cfg.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", cfg.logFormat)
+}
+
+// check refuses a config that cannot serve, naming the setting.
+func (cfg config) check() error {
 	if cfg.publishKey == "" || cfg.subscribeKey == "" || cfg.publishKey == cfg.subscribeKey {
-		return errors.New("the publish and subscribe keys must be set and differ")
+		return errors.New("-publish-key and -subscribe-key must be set and differ")
 	}
 	if strings.Contains(cfg.publishKey, ":") || strings.Contains(cfg.subscribeKey, ":") {
-		return errors.New(`keys cannot contain ":", which separates a key from a client name`)
+		return errors.New(`-publish-key and -subscribe-key cannot contain ":", which separates a key from a client name`)
 	}
 	if !cfg.memory && cfg.data == "" {
 		return errors.New("-data is empty: name a folder for history, or pass -memory")
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if cfg.publishPerMinute < 0 {
+		return fmt.Errorf("-publish-per-minute %d: want 0 (no cap) or more", cfg.publishPerMinute)
+	}
+	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
+		return errors.New("-tls-cert and -tls-key go together: set both, or neither")
+	}
+	if cfg.shutdownTimeout <= 0 {
+		return fmt.Errorf("-shutdown-timeout %v: want a positive duration", cfg.shutdownTimeout)
+	}
+	return nil
+}
+
+// run serves until ctx ends, then shuts down. It prints how to connect to
+// out, logs to logs and, once listening, calls ready (if set) with the
+// addresses.
+func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listening)) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	logger, err := newLogger(cfg, logs)
+	if err != nil {
+		return err
+	}
+	var tlsConfig *tls.Config
+	if cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return fmt.Errorf("-tls-cert %s and -tls-key %s: %w", cfg.tlsCert, cfg.tlsKey, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	m := newServerMetrics()
 
 	var store history.Store
 	var secret []byte // nil with -memory: a new one each run
 	if !cfg.memory {
 		if err := os.MkdirAll(cfg.data, 0o700); err != nil {
-			return err
+			return fmt.Errorf("-data %s: %w", cfg.data, err)
 		}
 		path := filepath.Join(cfg.data, "history.db")
 		b, err := history.OpenBolt(path, history.BoltOptions{})
@@ -135,7 +190,8 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 			return err
 		}
 		defer b.Close() // last: after the hub
-		store = b
+		store = timedStore{Bolt: b, m: m}
+		m.storePath = path
 		if secret, err = keySecret(filepath.Join(cfg.data, "key-secret")); err != nil {
 			return err
 		}
@@ -155,13 +211,22 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 		Publish:   []string{cfg.publishKey},
 		Subscribe: []string{cfg.subscribeKey},
 	}
-	srv := network.NewServer(hub, network.Options{
+	srv := network.NewServer(observedTransport{Transport: hub, m: m}, network.Options{
 		Keys:             func(string) (network.RoomKeys, bool) { return keys, true },
 		KeySecret:        secret,
 		PublishPerMinute: cfg.publishPerMinute,
 		OriginPatterns:   cfg.origins,
 		Logger:           logger,
+		OnConnEvent:      m.connEvent,
 	})
+	m.hub, m.srv = hub, srv
+	hp := &historyProbe{store: store, data: cfg.data, metrics: m}
+	hl := &health{checks: []readyCheck{{name: "history", probe: hp.probe}}}
+	ops := http.NewServeMux()
+	ops.Handle("GET /metrics", m)
+	ops.HandleFunc("GET /healthz", hl.serveHealthz)
+	ops.HandleFunc("GET /readyz", hl.serveReadyz)
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -177,45 +242,83 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 		w.Header().Set("Cache-Control", "max-age=86400")
 		w.Write(favicon)
 	})
-	mux.Handle("/", srv)
+	mux.HandleFunc("GET /healthz", hl.serveHealthz)
+	mux.HandleFunc("GET /readyz", hl.serveReadyz)
+	if cfg.metricsAddr == "" {
+		mux.Handle("GET /metrics", m)
+	}
+	mux.Handle("/", m.countPublishes(srv))
 
 	l, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("-addr %s: %w", cfg.addr, err)
 	}
+	var ml net.Listener
+	if cfg.metricsAddr != "" {
+		if ml, err = net.Listen("tcp", cfg.metricsAddr); err != nil {
+			l.Close()
+			return fmt.Errorf("-metrics-addr %s: %w", cfg.metricsAddr, err)
+		}
+	}
+	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	// ReadTimeout bounds a slow request body; event streams lift it for
 	// themselves, and WebSockets leave net/http's deadlines behind.
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          errorLog,
+		TLSConfig:         tlsConfig,
 	}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(l) }()
+	served := make(chan error, 2)
+	go func() {
+		if tlsConfig != nil {
+			served <- hs.ServeTLS(l, "", "")
+		} else {
+			served <- hs.Serve(l)
+		}
+	}()
+	var ms *http.Server
+	at := listening{addr: l.Addr().String()}
+	if ml != nil {
+		ms = &http.Server{Handler: ops, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, ErrorLog: errorLog}
+		go func() { served <- ms.Serve(ml) }()
+		at.metrics = ml.Addr().String()
+	}
 
-	addr := l.Addr().String()
-	printHelp(out, addr, cfg)
+	printHelp(out, at, cfg)
+	logger.Info("plaza: serving", "addr", at.addr, "tls", tlsConfig != nil, "metrics_addr", at.metrics, "memory", cfg.memory, "data", dataFolder(cfg))
 	if ready != nil {
-		ready(addr)
+		ready(at)
 	}
 
 	select {
 	case err := <-served:
+		hs.Close()
+		if ms != nil {
+			ms.Close()
+		}
 		return err
 	case <-ctx.Done():
 	}
 	fmt.Fprintln(out, "shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	logger.Info("plaza: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
 	errs := []error{srv.Shutdown(sctx), hs.Shutdown(sctx)}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)
 	}
+	if ms != nil {
+		errs = append(errs, ms.Shutdown(sctx))
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
-func printHelp(out io.Writer, addr string, cfg config) {
+func printHelp(out io.Writer, at listening, cfg config) {
 	where := "in memory only (-memory): it is lost when the server stops"
 	if !cfg.memory {
 		abs, err := filepath.Abs(filepath.Join(cfg.data, "history.db"))
@@ -224,38 +327,68 @@ func printHelp(out io.Writer, addr string, cfg config) {
 		}
 		where = "in " + abs + " (stop the server and delete the folder to start afresh)"
 	}
-	fmt.Fprintf(out, `Plaza hub listening on http://%[1]s
+	base, wsBase := "http://"+at.addr, "ws://"+at.addr
+	if cfg.tlsCert != "" {
+		base, wsBase = "https://"+at.addr, "wss://"+at.addr
+	}
+	metricsAt := base + "/metrics"
+	if at.metrics != "" {
+		metricsAt = "http://" + at.metrics + "/metrics"
+	}
+	// The keys are printed only while they are the development ones: a
+	// key of your own stays out of whatever collects this output.
+	pk, sk := cfg.publishKey, cfg.subscribeKey
+	if pk != defaultPublishKey {
+		pk = "$PUBLISH_KEY"
+	}
+	if sk != defaultSubscribeKey {
+		sk = "$SUBSCRIBE_KEY"
+	}
+	fmt.Fprintf(out, `Plaza hub listening on %[1]s
 History is kept %[4]s.
+Metrics at %[6]s; health at %[1]s/healthz and %[1]s/readyz.
 
   publish key:    %[2]s   (publish, subscribe, history, client sockets)
   subscribe key:  %[3]s   (subscribe, history, client sockets)
 
-Open http://%[1]s/ in a browser, or the chat demo at http://%[1]s/chat
-(plaza.js, the JavaScript client, is at http://%[1]s/plaza.js), or try it from a shell:
+Open %[1]s/ in a browser, or the chat demo at %[1]s/chat
+(plaza.js, the JavaScript client, is at %[1]s/plaza.js), or try it from a shell:
 
   # subscribe with Server-Sent Events (leave it running)
-  curl -N "http://%[1]s/lobby/pubsub/alerts/subscribe?token=%[3]s"
+  curl -N "%[1]s/lobby/pubsub/alerts/subscribe?token=%[3]s"
 
   # publish, from another shell
-  curl -X POST "http://%[1]s/lobby/pubsub/alerts/publish" \
+  curl -X POST "%[1]s/lobby/pubsub/alerts/publish" \
        -H "Authorization: Bearer %[2]s" -H "Content-Type: application/json" \
        -d '{"message": "Server restarted"}'
 
   # the newest messages
-  curl "http://%[1]s/lobby/pubsub/alerts/history?limit=10" -H "Authorization: Bearer %[3]s"
+  curl "%[1]s/lobby/pubsub/alerts/history?limit=10" -H "Authorization: Bearer %[3]s"
 
   # a temporary socket path for a browser that must not see a key
-  curl "http://%[1]s/lobby/pubsub/alerts/client?max_uses=1&ttl=300000" -H "Authorization: Bearer %[3]s"
+  curl "%[1]s/lobby/pubsub/alerts/client?max_uses=1&ttl=300000" -H "Authorization: Bearer %[3]s"
 
-From Go (a Room over WebSocket, ws://%[1]s/{room}/ws; README.md's "A Go client" is the whole program):
+  # the terminal client (go install ./examples/plaza, or go run ./examples/plaza)
+  plaza -url %[5]s -token %[3]s sub lobby alerts
+  plaza -url %[5]s -token %[2]s pub lobby alerts '{"text": "hello"}'
 
-	t, _ := network.NewClient("ws://%[1]s", nil)
+From Go (a Room over WebSocket, %[5]s/{room}/ws; README.md's "A Go client" is the whole program):
+
+	t, _ := network.NewClient("%[5]s", nil)
 	room, _ := pubsub.Join(ctx, t, "lobby", &pubsub.JoinOptions{Token: "%[2]s:alice", GapFill: true})
 	room.Subscribe(ctx, "alerts", func(m pubsub.Message) { fmt.Printf("%%s: %%s\n", m.From, m.Payload) })
 	room.Publish(ctx, "alerts", map[string]string{"text": "hello"})
 
 Stop with Ctrl-C.
-`, addr, cfg.publishKey, cfg.subscribeKey, where)
+`, base, pk, sk, where, wsBase, metricsAt)
+}
+
+// dataFolder is the folder history is kept in, or "" with -memory.
+func dataFolder(cfg config) string {
+	if cfg.memory {
+		return ""
+	}
+	return cfg.data
 }
 
 // keySecret reads the server's key secret from path, creating it with 32

@@ -32,11 +32,18 @@ var plainClient = &http.Client{Timeout: waitTimeout}
 // returns its address.
 func start(t *testing.T, cfg config) string {
 	t.Helper()
+	return startWith(t, cfg, io.Discard, io.Discard).addr
+}
+
+// startWith is start with the server's output and logs going to out and
+// logs, and both addresses returned.
+func startWith(t *testing.T, cfg config, out, logs io.Writer) listening {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
+	addrc := make(chan listening, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, io.Discard, func(a string) { addrc <- a }) }()
-	var addr string
+	go func() { done <- run(ctx, testConfig(cfg), out, logs, func(a listening) { addrc <- a }) }()
+	var addr listening
 	select {
 	case addr = <-addrc:
 	case err := <-done:
@@ -56,6 +63,21 @@ func start(t *testing.T, cfg config) string {
 		}
 	})
 	return addr
+}
+
+// testConfig fills the settings cfg leaves zero that every test shares
+// with the defaults: logging and the shutdown timeout.
+func testConfig(cfg config) config {
+	if cfg.logFormat == "" {
+		cfg.logFormat = "text"
+	}
+	if cfg.logLevel == "" {
+		cfg.logLevel = "info"
+	}
+	if cfg.shutdownTimeout == 0 {
+		cfg.shutdownTimeout = waitTimeout
+	}
+	return cfg
 }
 
 func TestServer(t *testing.T) {
@@ -127,18 +149,30 @@ func TestServer(t *testing.T) {
 	})
 }
 
+// TestRunRefusesBadConfig: a config that cannot serve stops the server at
+// start with an error that names the setting.
 func TestRunRefusesBadConfig(t *testing.T) {
 	// A config run accepted would serve until the context ends.
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	for _, cfg := range []config{
-		{addr: "127.0.0.1:0", subscribeKey: "sk", memory: true},
-		{addr: "127.0.0.1:0", publishKey: "same", subscribeKey: "same", memory: true},
-		{addr: "127.0.0.1:0", publishKey: "pk:x", subscribeKey: "sk", memory: true},
-		{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk"}, // no -data, no -memory
+	for _, tt := range []struct {
+		cfg  config
+		want string
+	}{
+		{config{addr: "127.0.0.1:0", subscribeKey: "sk", memory: true}, "-publish-key"},
+		{config{addr: "127.0.0.1:0", publishKey: "same", subscribeKey: "same", memory: true}, "-subscribe-key"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk:x", subscribeKey: "sk", memory: true}, "-publish-key"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk"}, "-data"}, // no -data, no -memory
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, logFormat: "xml"}, "-log-format"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, logLevel: "loud"}, "-log-level"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, tlsCert: "cert.pem"}, "-tls-key"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, publishPerMinute: -1}, "-publish-per-minute"},
+		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, shutdownTimeout: -time.Second}, "-shutdown-timeout"},
+		{config{addr: "256.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true}, "-addr"},
+		{config{addr: "127.0.0.1:0", metricsAddr: "256.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true}, "-metrics-addr"},
 	} {
-		if err := run(ctx, cfg, io.Discard, nil); err == nil {
-			t.Errorf("run(%+v) = nil, want an error", cfg)
+		if err := run(ctx, testConfig(tt.cfg), io.Discard, io.Discard, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("run(%+v) = %v, want an error naming %s", tt.cfg, err, tt.want)
 		}
 	}
 }
@@ -150,7 +184,7 @@ func TestDataFolderInUse(t *testing.T) {
 	start(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, cfg, io.Discard, nil) }()
+	go func() { errc <- run(ctx, testConfig(cfg), io.Discard, io.Discard, nil) }()
 	select {
 	case err := <-errc:
 		if err == nil || !strings.Contains(err.Error(), "in use by another Plaza server") {

@@ -74,6 +74,7 @@ type serverConn struct {
 	pinging  atomic.Bool  // a heartbeat ping is outstanding
 	closing  atomic.Bool  // the connection is being closed
 	pending  atomic.Pointer[closeRequest]
+	readErr  error // why reading ended; the reading goroutine only
 }
 
 // closeRequest is a close the reading goroutine is asked to perform.
@@ -121,6 +122,7 @@ func (c *serverConn) serve() {
 	}
 	bp, err := c.readFrame()
 	if err != nil {
+		c.readErr = err
 		c.failPending() // if woken in the middle of a frame
 		c.finish()
 		return
@@ -198,6 +200,7 @@ func (c *serverConn) await() bool {
 // any other error.
 func (c *serverConn) woken(err error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.readErr = err
 		return false
 	}
 	// Lift the deadline before looking for requests (await does next), so
@@ -234,6 +237,7 @@ func (c *serverConn) finish() {
 	_ = c.ws.CloseNow()
 	if c.hc != nil {
 		_ = c.hc.Close()
+		c.s.connEvent(ConnEvent{Closed: true, Protocol: "websocket", Room: c.room, ClientID: c.clientID(), Remote: c.nc.RemoteAddr().String(), Code: closeCode(c.pending.Load(), c.readErr)})
 	}
 	c.idMu.Lock()
 	if c.expiry != nil {
@@ -374,6 +378,7 @@ func (c *serverConn) authenticate() bool {
 	c.id = id
 	c.armExpiry()
 	c.idMu.Unlock()
+	c.s.connEvent(ConnEvent{Protocol: "websocket", Room: c.room, ClientID: id.ClientID, Remote: c.nc.RemoteAddr().String()})
 	if c.bound != "" {
 		return c.subscribeBound(reqID)
 	}

@@ -338,14 +338,23 @@
 // frame buffers come from a shared pool. With a hub queue of 256 messages that
 // is about 11 KB of heap and stack per connection (BenchmarkIdleConnMemory).
 //
+// # Observing a server
+//
+// [Server.Stats] counts connections, streams and encodings; Options.Logger
+// logs every connection and event stream as it opens and closes, with its
+// room, client id, remote address and (for a WebSocket) close code, and
+// never a payload or a credential; Options.OnConnEvent hands the same
+// events ([ConnEvent]) to the program, to count them. examples/server wires
+// them to Prometheus metrics.
+//
 // # Concurrency
 //
 // A Server serves each WebSocket connection with two goroutines: one reads
 // and answers requests in order, one writes deliveries. An event stream runs
 // on the goroutine net/http gave its request; a plain HTTP request opens a
 // hub connection for as long as it takes. Options.Authenticate and
-// Options.Authorize are called from many connections at once and should not
-// block for long: a connection handles its next request only when the current
+// Options.Authorize are called from many connections at once (and
+// Options.OnConnEvent from their goroutines) and should not block for long: a connection handles its next request only when the current
 // one is answered. A Server, a Client and its Conns are safe for concurrent
 // use.
 package network

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -146,10 +148,66 @@ type Options struct {
 	// heartbeats and the frame rate cap. Nil means pubsub.SystemClock{}.
 	Clock pubsub.Clock
 
-	// Logger receives connection-level events: refused handshakes and
-	// authentications at Info, dropped connections at Warn. Nil means
-	// nothing is logged.
+	// Logger receives connection-level events: connections and event
+	// streams opened and closed, refused handshakes and authentications at
+	// Info, dropped connections at Warn. Each names the room, the client id
+	// and the remote address, and a closed WebSocket its close code; none
+	// holds a payload or a credential. Nil means nothing is logged.
 	Logger *slog.Logger
+
+	// OnConnEvent, when set, is called when a WebSocket connection has
+	// authenticated and when it closes, and when an event stream starts
+	// and ends, on the connection's own goroutine: it must not block. A
+	// program uses it to count connections and closes by code. Nil means
+	// no calls.
+	OnConnEvent func(ConnEvent)
+}
+
+// ConnEvent is a connection or event stream opening or closing, as
+// Options.OnConnEvent and Options.Logger see it. A connection refused
+// before it authenticated has no events.
+type ConnEvent struct {
+	Closed   bool   // false: opened
+	Protocol string // "websocket" or "sse"
+	Room     string
+	ClientID string
+	Remote   string // the client's address, as net/http reports it
+	// Code is the close code of a closed WebSocket: the one the server
+	// sent when it closed the connection, else the client's, else 1006
+	// (StatusAbnormalClosure) for a connection lost without a close
+	// frame. Zero for an opened connection and for event streams.
+	Code websocket.StatusCode
+}
+
+// connEvent logs ev and hands it to Options.OnConnEvent.
+func (s *Server) connEvent(ev ConnEvent) {
+	if l := s.opts.Logger; l.Enabled(context.Background(), slog.LevelInfo) {
+		attrs := []any{"protocol", ev.Protocol, "room", ev.Room, "client", ev.ClientID, "remote", ev.Remote}
+		msg := "network: connection opened"
+		if ev.Closed {
+			msg = "network: connection closed"
+			if ev.Code != 0 {
+				attrs = append(attrs, "code", int(ev.Code))
+			}
+		}
+		l.Info(msg, attrs...)
+	}
+	if f := s.opts.OnConnEvent; f != nil {
+		f(ev)
+	}
+}
+
+// closeCode is the close code of a WebSocket connection that is over:
+// the server's, when it asked for a close (pending), else the client's
+// from the error that ended reading, else StatusAbnormalClosure.
+func closeCode(pending *closeRequest, readErr error) websocket.StatusCode {
+	if pending != nil {
+		return pending.code
+	}
+	if code := websocket.CloseStatus(readErr); code != -1 {
+		return code
+	}
+	return websocket.StatusAbnormalClosure
 }
 
 // Defaults for zero Options fields.

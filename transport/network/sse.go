@@ -139,6 +139,8 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.removeStream(st)
+	s.connEvent(ConnEvent{Protocol: "sse", Room: room, ClientID: id.ClientID, Remote: r.RemoteAddr})
+	defer s.connEvent(ConnEvent{Closed: true, Protocol: "sse", Room: room, ClientID: id.ClientID, Remote: r.RemoteAddr})
 	if !id.Expires.IsZero() {
 		t := s.opts.Clock.AfterFunc(id.Expires.Sub(s.opts.Clock.Now()), func() {
 			st.end(pubsub.Errorf(pubsub.CodeUnauthenticated, "credentials expired"))
