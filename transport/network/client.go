@@ -301,37 +301,47 @@ func (cc *clientConn) read() {
 		if typ != websocket.MessageText {
 			continue
 		}
-		// A frame or a message the client cannot decode costs only itself:
-		// a message comes with Err set, for the Room to report and skip; a
-		// frame fails the call it answers or, when it answers none, is
-		// delivered as a message with Err set.
-		f, err := decodeServerFrame(data)
-		if err != nil {
-			perr := pubsub.Errorf(pubsub.CodeInvalidPayload, "network: cannot decode a frame from the server: %v", err)
-			if f.ID != "" && cc.answer(&serverFrame{Type: typeError, ID: f.ID, Error: &wireError{Code: perr.Code, Message: perr.Message}}) {
-				continue
-			}
-			f = serverFrame{Type: typeMessages, Messages: []pubsub.Message{{Err: perr}}}
-		}
-		switch {
-		case f.Type == typeMessages:
-			for i := range f.Messages {
-				select {
-				case cc.msgs <- &f.Messages[i]:
-				default:
-					cc.end(pubsub.Errorf(pubsub.CodeSlowConsumer, "delivery queue of %d messages is full", cap(cc.msgs)), false)
-					_ = cc.ws.CloseNow()
-					return
-				}
-			}
-		case f.ID != "":
-			cc.answer(&f)
-		case f.Type == typeError && f.Error != nil:
-			cc.mu.Lock()
-			cc.lastErr = f.Error.err()
-			cc.mu.Unlock()
+		if !cc.handle(data) {
+			return
 		}
 	}
+}
+
+// handle hands one text frame from the server to the call it answers or, for
+// a messages frame, to the delivery queue. It returns false when the Conn
+// ended because the queue was full.
+func (cc *clientConn) handle(data []byte) bool {
+	// A frame or a message the client cannot decode costs only itself:
+	// a message comes with Err set, for the Room to report and skip; a
+	// frame fails the call it answers or, when it answers none, is
+	// delivered as a message with Err set.
+	f, err := decodeServerFrame(data)
+	if err != nil {
+		perr := pubsub.Errorf(pubsub.CodeInvalidPayload, "network: cannot decode a frame from the server: %v", err)
+		if f.ID != "" && cc.answer(&serverFrame{Type: typeError, ID: f.ID, Error: &wireError{Code: perr.Code, Message: perr.Message}}) {
+			return true
+		}
+		f = serverFrame{Type: typeMessages, Messages: []pubsub.Message{{Err: perr}}}
+	}
+	switch {
+	case f.Type == typeMessages:
+		for i := range f.Messages {
+			select {
+			case cc.msgs <- &f.Messages[i]:
+			default:
+				cc.end(pubsub.Errorf(pubsub.CodeSlowConsumer, "delivery queue of %d messages is full", cap(cc.msgs)), false)
+				_ = cc.ws.CloseNow()
+				return false
+			}
+		}
+	case f.ID != "":
+		cc.answer(&f)
+	case f.Type == typeError && f.Error != nil:
+		cc.mu.Lock()
+		cc.lastErr = f.Error.err()
+		cc.mu.Unlock()
+	}
+	return true
 }
 
 // answer hands f to the call waiting for the reply with f's id, and reports
