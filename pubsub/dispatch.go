@@ -24,38 +24,73 @@ func idAt(t time.Time) ID { return IDAt(t) - 1 }
 // messages held by rate caps, and reconnects when the connection is lost.
 func (r *Room) run(conn Conn) {
 	defer close(r.done)
-	for {
-		// Drain a burst with a plain receive; the full select below costs
-		// several channel locks per message.
-		select {
-		case m := <-conn.Messages():
+	for r.serve(conn) {
+		var ok bool
+		if conn, ok = r.reconnect(conn); !ok {
+			return
+		}
+	}
+}
+
+// serve runs the Room on conn until conn is lost, when it reports true, or
+// until Leave, when it reports false.
+func (r *Room) serve(conn Conn) bool {
+	// A BatchConn's messages are taken a batch at a time; those of any
+	// other Conn one at a time from its channel.
+	var (
+		msgs  <-chan *Message
+		ready <-chan struct{}
+		batch []*Message
+	)
+	bc, batched := conn.(BatchConn)
+	if batched {
+		ready = bc.Ready()
+	} else {
+		msgs = conn.Messages()
+	}
+	take := func() {
+		batch = bc.Take(batch[:0])
+		for _, m := range batch {
 			r.deliver(m, false)
-			continue
-		default:
+		}
+		clear(batch) // the messages are not kept past their delivery
+	}
+	for {
+		if !batched {
+			// Drain a burst with a plain receive; the full select below
+			// costs several channel locks per message.
+			select {
+			case m := <-msgs:
+				r.deliver(m, false)
+				continue
+			default:
+			}
 		}
 		select {
-		case m := <-conn.Messages():
+		case m := <-msgs:
 			r.deliver(m, false)
+		case <-ready:
+			take()
 		case <-r.wake:
 			r.release()
 		case err := <-r.reports:
 			r.report(err)
 		case <-conn.Done():
 			// Hand out what arrived before the loss, then reconnect.
-			for drained := false; !drained; {
+			if batched {
+				take()
+				return true
+			}
+			for {
 				select {
-				case m := <-conn.Messages():
+				case m := <-msgs:
 					r.deliver(m, false)
 				default:
-					drained = true
+					return true
 				}
 			}
-			var ok bool
-			if conn, ok = r.reconnect(conn); !ok {
-				return
-			}
 		case <-r.leave:
-			return
+			return false
 		}
 	}
 }

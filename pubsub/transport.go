@@ -82,6 +82,29 @@ type Conn interface {
 	Close() error
 }
 
+// BatchConn is a Conn that hands over its deliveries in batches: a Room
+// takes every message waiting with one call, instead of one channel receive
+// per message. It is optional; a Room uses it when its Conn has it, and
+// Messages otherwise. transport/network's Client returns one, whose messages
+// arrive a frame of many at a time.
+//
+// A BatchConn delivers each message once, either through Take or on
+// Messages: a consumer uses one of the two for the life of the Conn.
+type BatchConn interface {
+	Conn
+
+	// Ready returns a channel that receives a value whenever messages are
+	// waiting for Take. It is never closed; select on Done as well. After
+	// Done, Take may still return messages that arrived before.
+	Ready() <-chan struct{}
+
+	// Take appends every message waiting to dst, in the order the hub
+	// confirmed them, removes them from the Conn's queue, and returns the
+	// extended slice. The messages are the caller's from then on. Take
+	// never blocks; with nothing waiting it returns dst as it is.
+	Take(dst []*Message) []*Message
+}
+
 // PublishRequest is one publish as it travels to the hub. The payload is
 // already encoded JSON.
 type PublishRequest struct {
