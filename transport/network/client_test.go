@@ -155,38 +155,88 @@ func TestClientConn(t *testing.T) {
 	})
 }
 
+// A Conn whose delivery queue outgrows DialOptions.QueueBytes ends with
+// SLOW_CONSUMER and keeps, in order, the messages that fit, whether they are
+// taken in batches (as a Room does) or read from Messages.
 func TestClientQueueFull(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, memory.Options{}, Options{})
-	client, err := NewClient(f.ts.URL, &DialOptions{QueueSize: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := ctxT(t)
-	c, err := client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Subscribe(ctx, pubsub.SubscribeRequest{Topic: "chat"}); err != nil {
-		t.Fatal(err)
-	}
-	pub := f.connect(t, "lobby", "alice")
-	for i := range 3 {
-		if _, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`1`)}); err != nil {
-			t.Fatalf("Publish(#%d) = %v", i+1, err)
-		}
-	}
-	select {
-	case <-c.Done():
-	case <-time.After(waitTimeout):
-		t.Fatal("Conn with a full queue still live")
-	}
-	if err := c.Err(); !errors.Is(err, pubsub.ErrSlowConsumer) {
-		t.Errorf("Err() = %v, want SLOW_CONSUMER", err)
-	}
-	if got := len(c.Messages()); got != 2 {
-		t.Errorf("%d messages kept, want the 2 that fit", got)
+	const (
+		limit = 1000 // bytes: a handful of these messages
+		sent  = 30
+	)
+	for _, tt := range []struct {
+		name string
+		read func(t *testing.T, c pubsub.Conn) []*pubsub.Message // what the Conn kept, once done
+	}{
+		{"take", func(_ *testing.T, c pubsub.Conn) []*pubsub.Message { return c.(pubsub.BatchConn).Take(nil) }},
+		{"messages", func(t *testing.T, c pubsub.Conn) []*pubsub.Message {
+			// Done, the channel hands out what is queued, then its
+			// goroutine ends.
+			var got []*pubsub.Message
+			deadline := time.After(waitTimeout)
+			for {
+				select {
+				case m := <-c.Messages():
+					got = append(got, m)
+				case <-c.(*clientConn).pumpDone:
+					return got
+				case <-deadline:
+					t.Fatalf("Messages() still open %v after the Conn was done", waitTimeout)
+				}
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, memory.Options{}, Options{})
+			client, err := NewClient(f.ts.URL, &DialOptions{QueueBytes: limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := ctxT(t)
+			c, err := client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if tt.name == "messages" {
+				c.Messages() // the consumer is there, and reads nothing until the end
+			}
+			if err := c.Subscribe(ctx, pubsub.SubscribeRequest{Topic: "chat"}); err != nil {
+				t.Fatal(err)
+			}
+			pub := f.connect(t, "lobby", "alice")
+			var ids []pubsub.ID
+			for i := range sent {
+				m, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`"` + strings.Repeat("x", 60) + `"`)})
+				if err != nil {
+					t.Fatalf("Publish(#%d) = %v", i+1, err)
+				}
+				ids = append(ids, m.ID)
+			}
+			select {
+			case <-c.Done():
+			case <-time.After(waitTimeout):
+				t.Fatalf("Conn whose queue outgrew %d bytes still live after %v", limit, waitTimeout)
+			}
+			if err := c.Err(); !errors.Is(err, pubsub.ErrSlowConsumer) {
+				t.Errorf("Err() = %v, want SLOW_CONSUMER", err)
+			}
+			got := tt.read(t, c)
+			if len(got) == 0 || len(got) >= sent {
+				t.Fatalf("%d messages kept, want some of the %d sent but not all", len(got), sent)
+			}
+			size := 0
+			for i, m := range got {
+				if m.ID != ids[i] {
+					t.Fatalf("message %d kept is %v, want %v: the oldest are kept, in order", i, m.ID, ids[i])
+				}
+				size += len(appendMessage(nil, m))
+			}
+			if size > limit {
+				t.Errorf("the %d messages kept encode to %d bytes, more than QueueBytes %d", len(got), size, limit)
+			}
+		})
 	}
 }
 
