@@ -1,7 +1,7 @@
 package network
 
 import (
-	"strconv"
+	"math"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -183,14 +183,12 @@ func (d *messagesDecoder) message(p *cursor, sc *decodeScratch) bool {
 		case "id":
 			k = 0
 			s, ok := p.plainString()
-			if !ok || len(s) == 0 || len(s) > 19 || !allDigits(s) {
+			if !ok {
 				return false
 			}
-			n, err := strconv.ParseInt(string(s), 10, 64)
-			if err != nil {
+			if m.ID, ok = parseID(s); !ok {
 				return false
 			}
-			m.ID = pubsub.ID(n)
 		case "topic":
 			k = 1
 			if m.Topic, ok = d.name(p); !ok {
@@ -394,26 +392,36 @@ func (p *cursor) plainString() ([]byte, bool) {
 	if !p.consume('"') {
 		return nil, false
 	}
-	start := p.i
+	b, start := p.b, p.i
 	ascii := true
-	for i := start; i < len(p.b); i++ {
-		c := p.b[i]
-		switch {
+	for i := start; i < len(b); i++ {
+		if !stringStop[b[i]] {
+			continue
+		}
+		switch c := b[i]; {
 		case c == '"':
-			s := p.b[start:i]
+			s := b[start:i]
 			if !ascii && !utf8.Valid(s) {
 				return nil, false
 			}
 			p.i = i + 1
 			return s, true
-		case c == '\\' || c < 0x20:
-			return nil, false
 		case c >= utf8.RuneSelf:
 			ascii = false
+		default: // a backslash or a control character
+			return nil, false
 		}
 	}
 	return nil, false
 }
+
+// stringStop marks the bytes plainString looks at twice.
+var stringStop = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf
+	}
+	return t
+}()
 
 // number reads a small non-negative integer, as the protocol version is.
 func (p *cursor) number() bool {
@@ -425,13 +433,23 @@ func (p *cursor) number() bool {
 	return n > 0 && n <= 9 && (n == 1 || p.b[start] != '0')
 }
 
-func allDigits(s []byte) bool {
+// parseID parses 1 to 19 decimal digits that fit an int64, as
+// strconv.ParseInt would.
+func parseID(s []byte) (pubsub.ID, bool) {
+	if len(s) == 0 || len(s) > 19 {
+		return 0, false
+	}
+	var n uint64
 	for _, c := range s {
 		if c < '0' || c > '9' {
-			return false
+			return 0, false
 		}
+		n = n*10 + uint64(c-'0') // 19 digits never overflow a uint64
 	}
-	return true
+	if n > math.MaxInt64 {
+		return 0, false
+	}
+	return pubsub.ID(n), true
 }
 
 // parseTimestamp parses the form of time.RFC3339Nano the Server writes, in

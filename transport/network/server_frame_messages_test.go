@@ -47,6 +47,8 @@ func messagesFrameSeeds() []string {
 		`{"v":1,"type":"messages","messages":[{"id":"7","payload":null}]}`,
 		`{"v":1,"type":"messages","messages":[{"id":"-7","payload":1}]}`,
 		`{"v":1,"type":"messages","messages":[{"id":"99999999999999999999","payload":1}]}`,
+		`{"v":1,"type":"messages","messages":[{"id":"9223372036854775807","payload":1},{"id":"9223372036854775808","payload":1}]}`,
+		`{"v":1,"type":"messages","messages":[{"id":"0","payload":1},{"id":"007","payload":1}]}`,
 		`{"v":1,"type":"messages","messages":[{"id":"7","payload":1,"timestamp":"2026-02-30T00:00:00Z"}]}`,
 		`{"v":1,"type":"messages","messages":[{"id":"7","payload":1,"timestamp":"2026-03-15T12:00:00+01:00"}]}`,
 		`{"v":1,"type":"messages","messages":[{"id":"7","payload":1,"timestamp":"2026-03-15T12:00:00.5Z"}]}`,
@@ -125,11 +127,13 @@ func TestMessagesDecoderTakes(t *testing.T) {
 		{"white space everywhere", seeds[5], true},
 		{"members in another order", seeds[6], true},
 		{"a null payload", seeds[7], false},
-		{"a timestamp with an offset", seeds[11], false},
-		{"a member in another case", seeds[15], false},
-		{"a repeated member", seeds[16], false},
-		{"a history reply", seeds[18], false},
-		{"data after the frame", seeds[19], false},
+		{"an id past int64", seeds[10], false},
+		{"ids with leading zeros", seeds[11], true},
+		{"a timestamp with an offset", seeds[13], false},
+		{"a member in another case", seeds[17], false},
+		{"a repeated member", seeds[18], false},
+		{"a history reply", seeds[20], false},
+		{"data after the frame", seeds[21], false},
 	}
 	for _, tt := range tests {
 		var d messagesDecoder
