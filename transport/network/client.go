@@ -80,6 +80,11 @@ const defaultClientMaxFrame = 8 << 20
 // decides who the client is from the credentials, and Conn.ClientID reports
 // its decision.
 //
+// Each Conn reads with one goroutine of its own and queues the messages
+// that arrive, bounded in bytes by [DialOptions].QueueBytes, for its Room to
+// take in batches (it is a pubsub.BatchConn); see "The Go client's receive
+// path" in the package documentation.
+//
 // Create a Client with [NewClient]; the zero value is not usable. A Client is
 // safe for concurrent use.
 type Client struct {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -237,6 +239,91 @@ func TestClientQueueFull(t *testing.T) {
 				t.Errorf("the %d messages kept encode to %d bytes, more than QueueBytes %d", len(got), size, limit)
 			}
 		})
+	}
+}
+
+// The delivery queue grows with a burst and lets its storage go once the
+// burst is taken, so an idle Conn holds none.
+func TestClientQueueShrinks(t *testing.T) {
+	t.Parallel()
+	const burst = 300 // more than maxIdleQueue
+	f := newFixture(t, memory.Options{}, Options{})
+	ctx := ctxT(t)
+	c, err := f.client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Subscribe(ctx, pubsub.SubscribeRequest{Topic: "chat"}); err != nil {
+		t.Fatal(err)
+	}
+	pub := f.connect(t, "lobby", "alice")
+	for i := range burst {
+		if _, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`1`)}); err != nil {
+			t.Fatalf("Publish(#%d) = %v", i+1, err)
+		}
+	}
+	cc := c.(*clientConn)
+	waiting := func() int {
+		cc.qmu.Lock()
+		defer cc.qmu.Unlock()
+		return len(cc.queue) - cc.head
+	}
+	deadline := time.After(waitTimeout)
+	for waiting() < burst {
+		select {
+		case <-cc.Ready():
+		case <-deadline:
+			t.Fatalf("%d of %d messages queued after %v; Err = %v", waiting(), burst, waitTimeout, c.Err())
+		}
+	}
+	if got := len(cc.Take(nil)); got != burst {
+		t.Fatalf("Take() = %d messages, want %d", got, burst)
+	}
+	cc.qmu.Lock()
+	defer cc.qmu.Unlock()
+	if cap(cc.queue) > maxIdleQueue || cc.queued != 0 {
+		t.Errorf("after the burst was taken the queue keeps room for %d messages and counts %d bytes; want at most %d and 0", cap(cc.queue), cc.queued, maxIdleQueue)
+	}
+}
+
+// A handler may keep the Messages it is handed: their payloads stay as
+// they were while the client reads, decodes and delivers more frames.
+func TestClientPayloadsOutliveHandlers(t *testing.T) {
+	t.Parallel()
+	const n = 500
+	f := newFixture(t, memory.Options{}, Options{})
+	ctx := ctxT(t)
+	room, err := pubsub.Join(ctx, f.client, "lobby", &pubsub.JoinOptions{Token: testTokenPrefix + "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer room.Leave(context.Background())
+	got := make(chan pubsub.Message, n)
+	if _, err := room.Subscribe(ctx, "chat", func(m pubsub.Message) { got <- m }); err != nil {
+		t.Fatal(err)
+	}
+	pub := f.connect(t, "lobby", "alice")
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprintf(`{"n":%d,"pad":%q}`, i, strings.Repeat(strconv.Itoa(i%10), 40+i%50))
+		if _, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(want[i])}); err != nil {
+			t.Fatalf("Publish(#%d) = %v", i+1, err)
+		}
+	}
+	kept := make([]pubsub.Message, 0, n)
+	for len(kept) < n {
+		select {
+		case m := <-got:
+			kept = append(kept, m)
+		case <-ctx.Done():
+			t.Fatalf("got %d of %d messages within %v; stats %+v", len(kept), n, waitTimeout, room.Stats())
+		}
+	}
+	for i, m := range kept {
+		if string(m.Payload) != want[i] {
+			t.Fatalf("message %d kept since its handler returned has payload %s, want %s", i, m.Payload, want[i])
+		}
 	}
 }
 

@@ -338,6 +338,26 @@
 // frame buffers come from a shared pool. With a hub queue of 256 messages that
 // is about 11 KB of heap and stack per connection (BenchmarkIdleConnMemory).
 //
+// # The Go client's receive path
+//
+// A [Client] Conn reads its WebSocket on one goroutine. It decodes each
+// "messages" frame in one pass without reflection, into one allocation for
+// the frame's messages and one for their payloads (a frame it does not
+// recognize, such as one with escapes in a topic, goes through encoding/json
+// with the same result), and queues the messages for the Room, which takes
+// all that wait at once and runs the handlers on its own goroutine: no
+// other handoff per message. Frames are read into buffers from a shared
+// pool, so an idle Conn holds none. A payload stays valid after its handler
+// returns; the payloads of one frame share their memory, so a handler that
+// keeps one keeps its frame's payloads (at most some 64 KiB) alive.
+//
+// The queue is bounded in bytes of encoded messages ([DialOptions].QueueBytes,
+// [DefaultClientQueueBytes] by default) and grows only as messages wait. A
+// Conn whose handlers fall that far behind ends with SLOW_CONSUMER, as a
+// hub connection would, and its Room reconnects (with GapFill, losing nothing
+// that was persisted). BenchmarkClientReceive measures the path from a frame
+// to the handler, per message.
+//
 // # Concurrency
 //
 // A Server serves each WebSocket connection with two goroutines: one reads
