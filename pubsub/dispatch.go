@@ -49,11 +49,18 @@ func (r *Room) serve(conn Conn) bool {
 		msgs = conn.Messages()
 	}
 	take := func() {
-		batch = bc.Take(batch[:0])
-		for _, m := range batch {
-			r.deliver(m, false)
+		// Until Take finds nothing: each Take lets the Conn reuse the
+		// messages of the one before, and the last leaves it holding none.
+		for {
+			batch = bc.Take(batch[:0])
+			if len(batch) == 0 {
+				return
+			}
+			for _, m := range batch {
+				r.deliver(m, false)
+			}
+			clear(batch)
 		}
-		clear(batch) // the messages are not kept past their delivery
 	}
 	for {
 		if !batched {
@@ -133,13 +140,21 @@ func (r *Room) deliver(m *Message, fromHistory bool) {
 	}
 
 	now := time.Time{}
+	var kept *Message // m's copy for the rate caps that hold it
 	for _, s := range subs {
 		if s.capr != nil {
 			if now.IsZero() {
 				now = r.opts.Clock.Now()
 			}
-			before := s.capr.Dropped()
-			if !s.capr.Offer(now, m) {
+			if !s.capr.Pass(now) {
+				// Held past this delivery, which a BatchConn's message
+				// does not outlive.
+				if kept == nil {
+					c := *m
+					kept = &c
+				}
+				before := s.capr.Dropped()
+				s.capr.Hold(kept)
 				r.stats.capDropped.Add(s.capr.Dropped() - before)
 				r.holding[s] = struct{}{}
 				continue

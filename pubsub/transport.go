@@ -100,8 +100,14 @@ type BatchConn interface {
 
 	// Take appends every message waiting to dst, in the order the hub
 	// confirmed them, removes them from the Conn's queue, and returns the
-	// extended slice. The messages are the caller's from then on. Take
-	// never blocks; with nothing waiting it returns dst as it is.
+	// extended slice. Take never blocks; with nothing waiting it returns
+	// dst as it is.
+	//
+	// The *Message values stay valid until the next call of Take, which
+	// may reuse them: a caller that keeps a message past that copies the
+	// Message (its Payload, To and Metadata stay valid; only the struct is
+	// reused). A caller that takes until Take returns nothing lets the Conn
+	// hold no messages while it idles.
 	Take(dst []*Message) []*Message
 }
 

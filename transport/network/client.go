@@ -227,6 +227,8 @@ type clientConn struct {
 	head   int
 	queued int64         // bytes waiting
 	ready  chan struct{} // signalled after every enqueue
+	frames []*frame      // the frames of the messages waiting
+	lent   []*frame      // the frames of the messages the last Take returned
 
 	// Conn.Messages, for consumers that do not Take.
 	msgsOnce  sync.Once
@@ -394,8 +396,8 @@ func readFrame(r io.Reader, b []byte) ([]byte, error) {
 // a messages frame, to the delivery queue. It returns false when the Conn
 // ended because the queue was full.
 func (cc *clientConn) handle(data []byte) bool {
-	if msgs, ok := cc.dec.decode(data); ok {
-		return cc.enqueue(msgs, len(data))
+	if fr, ok := cc.dec.decode(data); ok {
+		return cc.enqueue(fr, len(data))
 	}
 	// A frame or a message the client cannot decode costs only itself:
 	// a message comes with Err set, for the Room to report and skip; a
@@ -411,7 +413,7 @@ func (cc *clientConn) handle(data []byte) bool {
 	}
 	switch {
 	case f.Type == typeMessages:
-		return cc.enqueue(f.Messages, len(data))
+		return cc.enqueue(&frame{msgs: f.Messages}, len(data))
 	case f.ID != "":
 		cc.answer(&f)
 	case f.Type == typeError && f.Error != nil:
@@ -425,7 +427,8 @@ func (cc *clientConn) handle(data []byte) bool {
 // enqueue adds the messages of a frame of size bytes to the delivery queue.
 // When they do not fit, it ends the Conn with SLOW_CONSUMER and returns
 // false.
-func (cc *clientConn) enqueue(msgs []pubsub.Message, size int) bool {
+func (cc *clientConn) enqueue(fr *frame, size int) bool {
+	msgs := fr.msgs
 	if len(msgs) == 0 {
 		return true
 	}
@@ -447,6 +450,11 @@ func (cc *clientConn) enqueue(msgs []pubsub.Message, size int) bool {
 		cc.queue = append(cc.queue, q)
 	}
 	cc.queued += int64(size)
+	if !cc.pumping.Load() {
+		// Recycled once the Room is done with it; a consumer of
+		// Messages keeps what it is handed.
+		cc.frames = append(cc.frames, fr)
+	}
 	cc.qmu.Unlock()
 	select {
 	case cc.ready <- struct{}{}:
@@ -461,6 +469,11 @@ func (cc *clientConn) Ready() <-chan struct{} { return cc.ready }
 func (cc *clientConn) Take(dst []*pubsub.Message) []*pubsub.Message {
 	cc.qmu.Lock()
 	defer cc.qmu.Unlock()
+	for _, fr := range cc.lent { // the caller is done with them
+		fr.recycle()
+	}
+	clear(cc.lent)
+	cc.lent, cc.frames = cc.frames, cc.lent[:0]
 	for _, q := range cc.queue[cc.head:] {
 		dst = append(dst, q.m)
 	}

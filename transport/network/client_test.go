@@ -280,10 +280,14 @@ func TestClientQueueShrinks(t *testing.T) {
 	if got := len(cc.Take(nil)); got != burst {
 		t.Fatalf("Take() = %d messages, want %d", got, burst)
 	}
+	if got := len(cc.Take(nil)); got != 0 {
+		t.Fatalf("second Take() = %d messages, want none", got)
+	}
 	cc.qmu.Lock()
 	defer cc.qmu.Unlock()
-	if cap(cc.queue) > maxIdleQueue || cc.queued != 0 {
-		t.Errorf("after the burst was taken the queue keeps room for %d messages and counts %d bytes; want at most %d and 0", cap(cc.queue), cc.queued, maxIdleQueue)
+	if cap(cc.queue) > maxIdleQueue || cc.queued != 0 || len(cc.frames)+len(cc.lent) != 0 {
+		t.Errorf("taken to the end, the queue keeps room for %d messages, counts %d bytes and holds %d frames; want at most %d, 0 and 0",
+			cap(cc.queue), cc.queued, len(cc.frames)+len(cc.lent), maxIdleQueue)
 	}
 }
 

@@ -38,6 +38,40 @@ type decodeScratch struct {
 
 var scratchPool = sync.Pool{New: func() any { return new(decodeScratch) }}
 
+// frame holds the messages of one messages frame. A Conn's Room takes
+// pointers into msgs and is done with them by its next Take, when the Conn
+// recycles the frame; so a busy Conn allocates no Message structs, and an
+// idle one holds none.
+type frame struct {
+	msgs []pubsub.Message
+}
+
+var framePool = sync.Pool{New: func() any { return new(frame) }}
+
+// maxPooledFrame is the most messages a recycled frame keeps room for.
+const maxPooledFrame = 1024
+
+// newFrame returns a frame of n zero messages.
+func newFrame(n int) *frame {
+	fr := framePool.Get().(*frame)
+	if fr.msgs == nil || cap(fr.msgs) < n { // never nil: encoding/json's [] is an empty slice
+		fr.msgs = make([]pubsub.Message, n)
+	} else {
+		fr.msgs = fr.msgs[:n]
+	}
+	return fr
+}
+
+// recycle returns fr to the pool; nothing may use its messages any more.
+func (fr *frame) recycle() {
+	clear(fr.msgs) // no payloads, strings or maps kept alive by the pool
+	if cap(fr.msgs) > maxPooledFrame {
+		return
+	}
+	fr.msgs = fr.msgs[:0]
+	framePool.Put(fr)
+}
+
 // span is where a payload lies in the frame.
 type span struct{ start, end int }
 
@@ -58,7 +92,7 @@ const frameDepth = 3
 // data may be reused once decode returns; they share one backing array
 // (each payload's capacity ends where it does, so appending to one never
 // overwrites another).
-func (d *messagesDecoder) decode(data []byte) ([]pubsub.Message, bool) {
+func (d *messagesDecoder) decode(data []byte) (*frame, bool) {
 	sc := scratchPool.Get().(*decodeScratch)
 	defer func() {
 		clear(sc.msgs) // no strings or maps kept alive by the pool
@@ -124,7 +158,8 @@ func (d *messagesDecoder) decode(data []byte) ([]pubsub.Message, bool) {
 		size += s.end - s.start
 	}
 	arena := make([]byte, 0, size)
-	out := make([]pubsub.Message, len(sc.msgs))
+	fr := newFrame(len(sc.msgs))
+	out := fr.msgs
 	for i := range sc.msgs {
 		out[i] = sc.msgs[i]
 		s := sc.payloads[i]
@@ -132,7 +167,7 @@ func (d *messagesDecoder) decode(data []byte) ([]pubsub.Message, bool) {
 		arena = append(arena, data[s.start:s.end]...)
 		out[i].Payload = arena[start:len(arena):len(arena)]
 	}
-	return out, true
+	return fr, true
 }
 
 // messages reads the messages array of a frame into sc.

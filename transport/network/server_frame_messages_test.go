@@ -78,10 +78,11 @@ func FuzzMessagesDecoder(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var d messagesDecoder
-		got, ok := d.decode(data)
+		fr, ok := d.decode(data)
 		if !ok {
 			return
 		}
+		got := fr.msgs
 		var std serverFrame
 		if err := json.Unmarshal(data, &std); err != nil {
 			t.Fatalf("decode(%q) took a frame encoding/json refuses: %v", data, err)
@@ -147,10 +148,11 @@ func TestMessagesDecoderTakes(t *testing.T) {
 func TestMessagesDecoderCopies(t *testing.T) {
 	frame := messagesFrame(pubsub.Message{ID: 7, Topic: "chat", From: "alice", Payload: json.RawMessage(`"hello"`), Timestamp: t0})
 	var d messagesDecoder
-	got, ok := d.decode(frame)
-	if !ok || len(got) != 1 {
-		t.Fatalf("decode() = %d messages, %v; want 1, true", len(got), ok)
+	fr, ok := d.decode(frame)
+	if !ok || len(fr.msgs) != 1 {
+		t.Fatalf("decode() = %v, %v; want 1 message, true", fr, ok)
 	}
+	got := fr.msgs
 	for i := range frame {
 		frame[i] = 'x'
 	}
