@@ -55,6 +55,7 @@ type benchReceiver struct {
 	cc        *clientConn
 	delivered atomic.Int64
 	poke      chan struct{} // signalled after the last message of every frame
+	deadline  *time.Timer
 }
 
 // newBenchReceiver joins a Room through a Client of the scripted server srv.
@@ -93,11 +94,14 @@ func newBenchReceiver(b *testing.B, srv *scriptedServer, opts *DialOptions) *ben
 
 // waitDelivered waits until the handler has counted n messages.
 func (r *benchReceiver) waitDelivered(b *testing.B, n int64) {
-	deadline := time.After(waitTimeout)
+	if r.deadline == nil {
+		r.deadline = time.NewTimer(waitTimeout)
+	}
+	r.deadline.Reset(waitTimeout) // one timer for every wait: no allocation counted against the client
 	for r.delivered.Load() < n {
 		select {
 		case <-r.poke:
-		case <-deadline:
+		case <-r.deadline.C:
 			b.Fatalf("the handler got %d of %d messages within %v; Conn.Err = %v", r.delivered.Load(), n, waitTimeout, r.cc.Err())
 		}
 	}
