@@ -68,7 +68,8 @@ type Conn interface {
 
 	// Messages returns the channel the hub delivers on. It is never closed;
 	// select on Done as well. After Done is closed the channel may still
-	// hold messages that were delivered before.
+	// hold messages that were delivered before. A Room takes the messages
+	// of a BatchConn with Take instead, and never calls Messages.
 	Messages() <-chan *Message
 
 	// Done is closed when the Conn is lost or closed.
