@@ -24,38 +24,80 @@ func idAt(t time.Time) ID { return IDAt(t) - 1 }
 // messages held by rate caps, and reconnects when the connection is lost.
 func (r *Room) run(conn Conn) {
 	defer close(r.done)
+	for r.serve(conn) {
+		var ok bool
+		if conn, ok = r.reconnect(conn); !ok {
+			return
+		}
+	}
+}
+
+// serve runs the Room on conn until conn is lost, when it reports true, or
+// until Leave, when it reports false.
+func (r *Room) serve(conn Conn) bool {
+	// A BatchConn's messages are taken a batch at a time; those of any
+	// other Conn one at a time from its channel.
+	var (
+		msgs  <-chan *Message
+		ready <-chan struct{}
+		batch []*Message
+	)
+	bc, batched := conn.(BatchConn)
+	if batched {
+		ready = bc.Ready()
+	} else {
+		msgs = conn.Messages()
+	}
+	take := func() {
+		// Until Take finds nothing: each Take lets the Conn reuse the
+		// messages of the one before, and the last leaves it holding none.
+		for {
+			batch = bc.Take(batch[:0])
+			if len(batch) == 0 {
+				return
+			}
+			for _, m := range batch {
+				r.deliver(m, false)
+			}
+			clear(batch)
+		}
+	}
 	for {
-		// Drain a burst with a plain receive; the full select below costs
-		// several channel locks per message.
-		select {
-		case m := <-conn.Messages():
-			r.deliver(m, false)
-			continue
-		default:
+		if !batched {
+			// Drain a burst with a plain receive; the full select below
+			// costs several channel locks per message.
+			select {
+			case m := <-msgs:
+				r.deliver(m, false)
+				continue
+			default:
+			}
 		}
 		select {
-		case m := <-conn.Messages():
+		case m := <-msgs:
 			r.deliver(m, false)
+		case <-ready:
+			take()
 		case <-r.wake:
 			r.release()
 		case err := <-r.reports:
 			r.report(err)
 		case <-conn.Done():
 			// Hand out what arrived before the loss, then reconnect.
-			for drained := false; !drained; {
+			if batched {
+				take()
+				return true
+			}
+			for {
 				select {
-				case m := <-conn.Messages():
+				case m := <-msgs:
 					r.deliver(m, false)
 				default:
-					drained = true
+					return true
 				}
 			}
-			var ok bool
-			if conn, ok = r.reconnect(conn); !ok {
-				return
-			}
 		case <-r.leave:
-			return
+			return false
 		}
 	}
 }
@@ -98,13 +140,21 @@ func (r *Room) deliver(m *Message, fromHistory bool) {
 	}
 
 	now := time.Time{}
+	var kept *Message // m's copy for the rate caps that hold it
 	for _, s := range subs {
 		if s.capr != nil {
 			if now.IsZero() {
 				now = r.opts.Clock.Now()
 			}
-			before := s.capr.Dropped()
-			if !s.capr.Offer(now, m) {
+			if !s.capr.Pass(now) {
+				// Held past this delivery, which a BatchConn's message
+				// does not outlive.
+				if kept == nil {
+					c := *m
+					kept = &c
+				}
+				before := s.capr.Dropped()
+				s.capr.Hold(kept)
 				r.stats.capDropped.Add(s.capr.Dropped() - before)
 				r.holding[s] = struct{}{}
 				continue

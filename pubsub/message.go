@@ -54,7 +54,8 @@ const MaxPayloadDepth = 64
 // subscribers receive and what history holds.
 //
 // Messages handed to handlers share their Payload, To and Metadata with other
-// receivers; treat them as read-only.
+// receivers; treat them as read-only. They stay valid after the handler
+// returns: a handler may keep a Message, or its Payload, without copying it.
 type Message struct {
 	ID        ID                `json:"id"`
 	Topic     string            `json:"topic"`

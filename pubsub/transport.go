@@ -68,7 +68,8 @@ type Conn interface {
 
 	// Messages returns the channel the hub delivers on. It is never closed;
 	// select on Done as well. After Done is closed the channel may still
-	// hold messages that were delivered before.
+	// hold messages that were delivered before. A Room takes the messages
+	// of a BatchConn with Take instead, and never calls Messages.
 	Messages() <-chan *Message
 
 	// Done is closed when the Conn is lost or closed.
@@ -80,6 +81,35 @@ type Conn interface {
 	// Close ends the Conn and releases everything it held on the hub. It is
 	// idempotent.
 	Close() error
+}
+
+// BatchConn is a Conn that hands over its deliveries in batches: a Room
+// takes every message waiting with one call, instead of one channel receive
+// per message. It is optional; a Room uses it when its Conn has it, and
+// Messages otherwise. transport/network's Client returns one, whose messages
+// arrive a frame of many at a time.
+//
+// A BatchConn delivers each message once, either through Take or on
+// Messages: a consumer uses one of the two for the life of the Conn.
+type BatchConn interface {
+	Conn
+
+	// Ready returns a channel that receives a value whenever messages are
+	// waiting for Take. It is never closed; select on Done as well. After
+	// Done, Take may still return messages that arrived before.
+	Ready() <-chan struct{}
+
+	// Take appends every message waiting to dst, in the order the hub
+	// confirmed them, removes them from the Conn's queue, and returns the
+	// extended slice. Take never blocks; with nothing waiting it returns
+	// dst as it is.
+	//
+	// The *Message values stay valid until the next call of Take, which
+	// may reuse them: a caller that keeps a message past that copies the
+	// Message (its Payload, To and Metadata stay valid; only the struct is
+	// reused). A caller that takes until Take returns nothing lets the Conn
+	// hold no messages while it idles.
+	Take(dst []*Message) []*Message
 }
 
 // PublishRequest is one publish as it travels to the hub. The payload is

@@ -64,12 +64,24 @@ func (c *Cap[T]) SetRate(perSecond float64, now time.Time) {
 // Offer presents v at now. It returns true if v may be delivered now; otherwise
 // v is held (perhaps pushing out the oldest held message) for Release.
 func (c *Cap[T]) Offer(now time.Time, v T) bool {
-	if c.n == 0 && c.lim.AllowN(now, 1) {
+	if c.Pass(now) {
 		return true
 	}
-	c.push(v)
+	c.Hold(v)
 	return false
 }
+
+// Pass is the first half of Offer: it reports whether a message that
+// arrives at now may be delivered now, and if so takes its token. A message
+// that may not is for Hold; an owner that hands in messages it must copy
+// before keeping them copies only those.
+func (c *Cap[T]) Pass(now time.Time) bool {
+	return c.n == 0 && c.lim.AllowN(now, 1)
+}
+
+// Hold keeps v for Release, as Offer does when v may not go now (perhaps
+// pushing out the oldest held message).
+func (c *Cap[T]) Hold(v T) { c.push(v) }
 
 func (c *Cap[T]) push(v T) {
 	if c.n == len(c.held) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,9 +31,18 @@ type DialOptions struct {
 	// ConnectRequest has a Token.
 	HTTPHeader http.Header
 
-	// QueueSize is each Conn's delivery queue, in messages. A Conn whose
-	// queue is full when a message arrives ends with SLOW_CONSUMER, as a
-	// hub connection would. Zero means 1024.
+	// QueueBytes bounds each Conn's delivery queue: the messages received
+	// and not yet taken by the Room (or read from Conn.Messages), counted
+	// in bytes as they were encoded on the wire. A Conn whose queue would
+	// grow past it ends with SLOW_CONSUMER, as a hub connection would; a
+	// single frame is always taken into an empty queue. The queue's
+	// storage grows with what waits and shrinks again, so an idle Conn
+	// holds none. Zero means DefaultClientQueueBytes.
+	QueueBytes int64
+
+	// QueueSize is ignored.
+	//
+	// Deprecated: the delivery queue is bounded in bytes, by QueueBytes.
 	QueueSize int
 
 	// MaxFrameBytes is the largest frame accepted from the server. A larger
@@ -53,10 +63,11 @@ type DialOptions struct {
 	Clock pubsub.Clock
 }
 
-const (
-	defaultClientQueue    = 1024
-	defaultClientMaxFrame = 8 << 20
-)
+// DefaultClientQueueBytes is the default of DialOptions.QueueBytes: 4 MiB,
+// some 20,000 messages of 100-byte payloads.
+const DefaultClientQueueBytes = 4 << 20
+
+const defaultClientMaxFrame = 8 << 20
 
 // Client is a pubsub.Transport that reaches a hub served by a [Server] in
 // another process. Each Connect opens one WebSocket, to GET /{room}/ws under
@@ -68,6 +79,11 @@ const (
 // empty Token is sent as {"auth": ""}. Its ClientID is not sent: the server
 // decides who the client is from the credentials, and Conn.ClientID reports
 // its decision.
+//
+// Each Conn reads with one goroutine of its own and queues the messages
+// that arrive, bounded in bytes by [DialOptions].QueueBytes, for its Room to
+// take in batches (it is a pubsub.BatchConn); see "The Go client's receive
+// path" in the package documentation.
 //
 // Create a Client with [NewClient]; the zero value is not usable. A Client is
 // safe for concurrent use.
@@ -105,8 +121,8 @@ func NewClient(rawURL string, opts *DialOptions) (*Client, error) {
 	if opts != nil {
 		c.opts = *opts
 	}
-	if c.opts.QueueSize <= 0 {
-		c.opts.QueueSize = defaultClientQueue
+	if c.opts.QueueBytes <= 0 {
+		c.opts.QueueBytes = DefaultClientQueueBytes
 	}
 	if c.opts.MaxFrameBytes <= 0 {
 		c.opts.MaxFrameBytes = defaultClientMaxFrame
@@ -145,9 +161,11 @@ func (c *Client) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub
 	}
 	cc := &clientConn{
 		cl:         c,
-		msgs:       make(chan *pubsub.Message, c.opts.QueueSize),
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
+		closing:    make(chan struct{}),
+		pumpDone:   make(chan struct{}),
+		ready:      make(chan struct{}, 1),
 		pending:    make(map[string]chan *serverFrame),
 	}
 	u := c.roomURL(req.Room)
@@ -191,14 +209,34 @@ func httpErrorMessage(body []byte) string {
 	return string(body)
 }
 
-// clientConn is a Conn over one WebSocket.
+// clientConn is a Conn over one WebSocket. Its reader goroutine decodes the
+// frames; messages wait in a queue bounded in bytes until the Room takes
+// them (Ready, Take), or until a goroutine started by the first call of
+// Messages hands them to its channel one at a time.
 type clientConn struct {
 	cl         *Client
 	ws         *websocket.Conn
 	id         string
-	msgs       chan *pubsub.Message
 	done       chan struct{}
 	readerDone chan struct{}
+	dec        messagesDecoder // the reader's
+
+	// The delivery queue.
+	qmu    sync.Mutex
+	queue  []queued // from head on
+	head   int
+	queued int64         // bytes waiting
+	ready  chan struct{} // signalled after every enqueue
+	frames []*frame      // the frames of the messages waiting
+	lent   []*frame      // the frames of the messages the last Take returned
+
+	// Conn.Messages, for consumers that do not Take.
+	msgsOnce  sync.Once
+	msgs      chan *pubsub.Message
+	pumping   atomic.Bool
+	pumpDone  chan struct{}
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
 
 	serverMax int64         // largest frame the server accepts
 	heartbeat time.Duration // the server's; zero: none
@@ -213,7 +251,14 @@ type clientConn struct {
 	timer   pubsub.Timer
 }
 
-var _ pubsub.Conn = (*clientConn)(nil)
+var _ pubsub.BatchConn = (*clientConn)(nil)
+
+// queued is one message in the delivery queue, with its share of its
+// frame's bytes.
+type queued struct {
+	m    *pubsub.Message
+	size int64
+}
 
 func (cc *clientConn) seen() {
 	cc.lastSeen.Store(cc.cl.opts.Clock.Now().UnixNano())
@@ -288,48 +333,216 @@ func (cc *clientConn) checkAlive() {
 }
 
 // read is the Conn's goroutine: it hands replies to their callers and
-// deliveries to Messages.
+// deliveries to the queue.
 func (cc *clientConn) read() {
 	defer close(cc.readerDone)
 	for {
-		typ, data, err := cc.ws.Read(context.Background())
+		typ, r, err := cc.ws.Reader(context.Background())
 		if err != nil {
 			cc.lost(err)
 			return
 		}
-		cc.seen()
-		if typ != websocket.MessageText {
-			continue
-		}
-		// A frame or a message the client cannot decode costs only itself:
-		// a message comes with Err set, for the Room to report and skip; a
-		// frame fails the call it answers or, when it answers none, is
-		// delivered as a message with Err set.
-		f, err := decodeServerFrame(data)
+		buf := readBufs.Get().(*[]byte)
+		data, err := readFrame(r, (*buf)[:0])
 		if err != nil {
-			perr := pubsub.Errorf(pubsub.CodeInvalidPayload, "network: cannot decode a frame from the server: %v", err)
-			if f.ID != "" && cc.answer(&serverFrame{Type: typeError, ID: f.ID, Error: &wireError{Code: perr.Code, Message: perr.Message}}) {
-				continue
-			}
-			f = serverFrame{Type: typeMessages, Messages: []pubsub.Message{{Err: perr}}}
+			putReadBuf(buf, data)
+			cc.lost(err)
+			return
 		}
-		switch {
-		case f.Type == typeMessages:
-			for i := range f.Messages {
-				select {
-				case cc.msgs <- &f.Messages[i]:
-				default:
-					cc.end(pubsub.Errorf(pubsub.CodeSlowConsumer, "delivery queue of %d messages is full", cap(cc.msgs)), false)
-					_ = cc.ws.CloseNow()
+		cc.seen()
+		ok := typ != websocket.MessageText || cc.handle(data)
+		putReadBuf(buf, data) // nothing decoded refers to data
+		if !ok {
+			return
+		}
+	}
+}
+
+// Frames are read into pooled buffers, so that a Conn holds none while it
+// waits and a busy one allocates none per frame.
+var readBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledRead is the largest read buffer kept for reuse: a delivery frame
+// stays under 64 KiB plus one message; a larger buffer, grown for a page
+// of history, goes to the garbage collector.
+const maxPooledRead = 128 << 10
+
+func putReadBuf(buf *[]byte, data []byte) {
+	if cap(data) > maxPooledRead {
+		return
+	}
+	*buf = data[:0]
+	readBufs.Put(buf)
+}
+
+// readFrame appends the rest of a WebSocket message to b.
+func readFrame(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, max(4096, cap(b)))
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// handle hands one text frame from the server to the call it answers or, for
+// a messages frame, to the delivery queue. It returns false when the Conn
+// ended because the queue was full.
+func (cc *clientConn) handle(data []byte) bool {
+	if fr, ok := cc.dec.decode(data); ok {
+		return cc.enqueue(fr, len(data))
+	}
+	// A frame or a message the client cannot decode costs only itself:
+	// a message comes with Err set, for the Room to report and skip; a
+	// frame fails the call it answers or, when it answers none, is
+	// delivered as a message with Err set.
+	f, err := decodeServerFrame(data)
+	if err != nil {
+		perr := pubsub.Errorf(pubsub.CodeInvalidPayload, "network: cannot decode a frame from the server: %v", err)
+		if f.ID != "" && cc.answer(&serverFrame{Type: typeError, ID: f.ID, Error: &wireError{Code: perr.Code, Message: perr.Message}}) {
+			return true
+		}
+		f = serverFrame{Type: typeMessages, Messages: []pubsub.Message{{Err: perr}}}
+	}
+	switch {
+	case f.Type == typeMessages:
+		return cc.enqueue(&frame{msgs: f.Messages}, len(data))
+	case f.ID != "":
+		cc.answer(&f)
+	case f.Type == typeError && f.Error != nil:
+		cc.mu.Lock()
+		cc.lastErr = f.Error.err()
+		cc.mu.Unlock()
+	}
+	return true
+}
+
+// enqueue adds the messages of a frame of size bytes to the delivery queue.
+// When they do not fit, it ends the Conn with SLOW_CONSUMER and returns
+// false.
+func (cc *clientConn) enqueue(fr *frame, size int) bool {
+	msgs := fr.msgs
+	if len(msgs) == 0 {
+		return true
+	}
+	limit := cc.cl.opts.QueueBytes
+	cc.qmu.Lock()
+	if cc.queued > 0 && cc.queued+int64(size) > limit {
+		waiting := cc.queued
+		cc.qmu.Unlock()
+		cc.end(pubsub.Errorf(pubsub.CodeSlowConsumer, "delivery queue full: %d bytes of messages wait, and %d more arrived; DialOptions.QueueBytes is %d", waiting, size, limit), false)
+		_ = cc.ws.CloseNow()
+		return false
+	}
+	share := int64(size / len(msgs))
+	for i := range msgs {
+		q := queued{m: &msgs[i], size: share}
+		if i == 0 {
+			q.size += int64(size % len(msgs))
+		}
+		cc.queue = append(cc.queue, q)
+	}
+	cc.queued += int64(size)
+	if !cc.pumping.Load() {
+		// Recycled once the Room is done with it; a consumer of
+		// Messages keeps what it is handed.
+		cc.frames = append(cc.frames, fr)
+	}
+	cc.qmu.Unlock()
+	select {
+	case cc.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Ready and Take make clientConn a pubsub.BatchConn.
+func (cc *clientConn) Ready() <-chan struct{} { return cc.ready }
+
+func (cc *clientConn) Take(dst []*pubsub.Message) []*pubsub.Message {
+	cc.qmu.Lock()
+	defer cc.qmu.Unlock()
+	for _, fr := range cc.lent { // the caller is done with them
+		fr.recycle()
+	}
+	clear(cc.lent)
+	cc.lent, cc.frames = cc.frames, cc.lent[:0]
+	for _, q := range cc.queue[cc.head:] {
+		dst = append(dst, q.m)
+	}
+	cc.resetQueue()
+	return dst
+}
+
+// pop removes the oldest message from the queue.
+func (cc *clientConn) pop() (*pubsub.Message, bool) {
+	cc.qmu.Lock()
+	defer cc.qmu.Unlock()
+	if cc.head == len(cc.queue) {
+		return nil, false
+	}
+	q := cc.queue[cc.head]
+	cc.queue[cc.head] = queued{}
+	cc.head++
+	cc.queued -= q.size
+	if cc.head == len(cc.queue) {
+		cc.resetQueue()
+	}
+	return q.m, true
+}
+
+// maxIdleQueue is the largest queue storage kept once the queue is empty,
+// in messages.
+const maxIdleQueue = 256
+
+// resetQueue empties the queue. Call it with qmu held.
+func (cc *clientConn) resetQueue() {
+	clear(cc.queue[cc.head:])
+	cc.queue, cc.head, cc.queued = cc.queue[:0], 0, 0
+	if cap(cc.queue) > maxIdleQueue {
+		cc.queue = nil
+	}
+}
+
+// Messages returns a channel for consumers that do not Take: the first call
+// starts a goroutine that hands the queue's messages to it one at a time,
+// until Close, or until the Conn is done and the queue empty.
+func (cc *clientConn) Messages() <-chan *pubsub.Message {
+	cc.msgsOnce.Do(func() {
+		cc.msgs = make(chan *pubsub.Message)
+		cc.pumping.Store(true)
+		go cc.pump()
+	})
+	return cc.msgs
+}
+
+func (cc *clientConn) pump() {
+	defer close(cc.pumpDone)
+	for {
+		m, ok := cc.pop()
+		if !ok {
+			select {
+			case <-cc.ready:
+				continue
+			case <-cc.done:
+				if m, ok = cc.pop(); !ok {
 					return
 				}
+			case <-cc.closing:
+				return
 			}
-		case f.ID != "":
-			cc.answer(&f)
-		case f.Type == typeError && f.Error != nil:
-			cc.mu.Lock()
-			cc.lastErr = f.Error.err()
-			cc.mu.Unlock()
+		}
+		select {
+		case cc.msgs <- m:
+		case <-cc.closing:
+			return
 		}
 	}
 }
@@ -378,9 +591,8 @@ func (cc *clientConn) end(err error, closed bool) bool {
 	return true
 }
 
-func (cc *clientConn) ClientID() string                 { return cc.id }
-func (cc *clientConn) Messages() <-chan *pubsub.Message { return cc.msgs }
-func (cc *clientConn) Done() <-chan struct{}            { return cc.done }
+func (cc *clientConn) ClientID() string      { return cc.id }
+func (cc *clientConn) Done() <-chan struct{} { return cc.done }
 
 func (cc *clientConn) Err() error {
 	cc.mu.Lock()
@@ -397,6 +609,10 @@ func (cc *clientConn) Close() error {
 		_ = cc.ws.CloseNow()
 	}
 	<-cc.readerDone
+	cc.closeOnce.Do(func() { close(cc.closing) })
+	if cc.pumping.Load() {
+		<-cc.pumpDone
+	}
 	return nil
 }
 

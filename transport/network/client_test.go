@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -155,15 +157,99 @@ func TestClientConn(t *testing.T) {
 	})
 }
 
+// A Conn whose delivery queue outgrows DialOptions.QueueBytes ends with
+// SLOW_CONSUMER and keeps, in order, the messages that fit, whether they are
+// taken in batches (as a Room does) or read from Messages.
 func TestClientQueueFull(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, memory.Options{}, Options{})
-	client, err := NewClient(f.ts.URL, &DialOptions{QueueSize: 2})
-	if err != nil {
-		t.Fatal(err)
+	const (
+		limit = 1000 // bytes: a handful of these messages
+		sent  = 30
+	)
+	for _, tt := range []struct {
+		name string
+		read func(t *testing.T, c pubsub.Conn) []*pubsub.Message // what the Conn kept, once done
+	}{
+		{"take", func(_ *testing.T, c pubsub.Conn) []*pubsub.Message { return c.(pubsub.BatchConn).Take(nil) }},
+		{"messages", func(t *testing.T, c pubsub.Conn) []*pubsub.Message {
+			// Done, the channel hands out what is queued, then its
+			// goroutine ends.
+			var got []*pubsub.Message
+			deadline := time.After(waitTimeout)
+			for {
+				select {
+				case m := <-c.Messages():
+					got = append(got, m)
+				case <-c.(*clientConn).pumpDone:
+					return got
+				case <-deadline:
+					t.Fatalf("Messages() still open %v after the Conn was done", waitTimeout)
+				}
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, memory.Options{}, Options{})
+			client, err := NewClient(f.ts.URL, &DialOptions{QueueBytes: limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := ctxT(t)
+			c, err := client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if tt.name == "messages" {
+				c.Messages() // the consumer is there, and reads nothing until the end
+			}
+			if err := c.Subscribe(ctx, pubsub.SubscribeRequest{Topic: "chat"}); err != nil {
+				t.Fatal(err)
+			}
+			pub := f.connect(t, "lobby", "alice")
+			var ids []pubsub.ID
+			for i := range sent {
+				m, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`"` + strings.Repeat("x", 60) + `"`)})
+				if err != nil {
+					t.Fatalf("Publish(#%d) = %v", i+1, err)
+				}
+				ids = append(ids, m.ID)
+			}
+			select {
+			case <-c.Done():
+			case <-time.After(waitTimeout):
+				t.Fatalf("Conn whose queue outgrew %d bytes still live after %v", limit, waitTimeout)
+			}
+			if err := c.Err(); !errors.Is(err, pubsub.ErrSlowConsumer) {
+				t.Errorf("Err() = %v, want SLOW_CONSUMER", err)
+			}
+			got := tt.read(t, c)
+			if len(got) == 0 || len(got) >= sent {
+				t.Fatalf("%d messages kept, want some of the %d sent but not all", len(got), sent)
+			}
+			size := 0
+			for i, m := range got {
+				if m.ID != ids[i] {
+					t.Fatalf("message %d kept is %v, want %v: the oldest are kept, in order", i, m.ID, ids[i])
+				}
+				size += len(appendMessage(nil, m))
+			}
+			if size > limit {
+				t.Errorf("the %d messages kept encode to %d bytes, more than QueueBytes %d", len(got), size, limit)
+			}
+		})
 	}
+}
+
+// The delivery queue grows with a burst and lets its storage go once the
+// burst is taken, so an idle Conn holds none.
+func TestClientQueueShrinks(t *testing.T) {
+	t.Parallel()
+	const burst = 300 // more than maxIdleQueue
+	f := newFixture(t, memory.Options{}, Options{})
 	ctx := ctxT(t)
-	c, err := client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
+	c, err := f.client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,21 +258,76 @@ func TestClientQueueFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := f.connect(t, "lobby", "alice")
-	for i := range 3 {
+	for i := range burst {
 		if _, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`1`)}); err != nil {
 			t.Fatalf("Publish(#%d) = %v", i+1, err)
 		}
 	}
-	select {
-	case <-c.Done():
-	case <-time.After(waitTimeout):
-		t.Fatal("Conn with a full queue still live")
+	cc := c.(*clientConn)
+	waiting := func() int {
+		cc.qmu.Lock()
+		defer cc.qmu.Unlock()
+		return len(cc.queue) - cc.head
 	}
-	if err := c.Err(); !errors.Is(err, pubsub.ErrSlowConsumer) {
-		t.Errorf("Err() = %v, want SLOW_CONSUMER", err)
+	deadline := time.After(waitTimeout)
+	for waiting() < burst {
+		select {
+		case <-cc.Ready():
+		case <-deadline:
+			t.Fatalf("%d of %d messages queued after %v; Err = %v", waiting(), burst, waitTimeout, c.Err())
+		}
 	}
-	if got := len(c.Messages()); got != 2 {
-		t.Errorf("%d messages kept, want the 2 that fit", got)
+	if got := len(cc.Take(nil)); got != burst {
+		t.Fatalf("Take() = %d messages, want %d", got, burst)
+	}
+	if got := len(cc.Take(nil)); got != 0 {
+		t.Fatalf("second Take() = %d messages, want none", got)
+	}
+	cc.qmu.Lock()
+	defer cc.qmu.Unlock()
+	if cap(cc.queue) > maxIdleQueue || cc.queued != 0 || len(cc.frames)+len(cc.lent) != 0 {
+		t.Errorf("taken to the end, the queue keeps room for %d messages, counts %d bytes and holds %d frames; want at most %d, 0 and 0",
+			cap(cc.queue), cc.queued, len(cc.frames)+len(cc.lent), maxIdleQueue)
+	}
+}
+
+// A handler may keep the Messages it is handed: their payloads stay as
+// they were while the client reads, decodes and delivers more frames.
+func TestClientPayloadsOutliveHandlers(t *testing.T) {
+	t.Parallel()
+	const n = 500
+	f := newFixture(t, memory.Options{}, Options{})
+	ctx := ctxT(t)
+	room, err := pubsub.Join(ctx, f.client, "lobby", &pubsub.JoinOptions{Token: testTokenPrefix + "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer room.Leave(context.Background())
+	got := make(chan pubsub.Message, n)
+	if _, err := room.Subscribe(ctx, "chat", func(m pubsub.Message) { got <- m }); err != nil {
+		t.Fatal(err)
+	}
+	pub := f.connect(t, "lobby", "alice")
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprintf(`{"n":%d,"pad":%q}`, i, strings.Repeat(strconv.Itoa(i%10), 40+i%50))
+		if _, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(want[i])}); err != nil {
+			t.Fatalf("Publish(#%d) = %v", i+1, err)
+		}
+	}
+	kept := make([]pubsub.Message, 0, n)
+	for len(kept) < n {
+		select {
+		case m := <-got:
+			kept = append(kept, m)
+		case <-ctx.Done():
+			t.Fatalf("got %d of %d messages within %v; stats %+v", len(kept), n, waitTimeout, room.Stats())
+		}
+	}
+	for i, m := range kept {
+		if string(m.Payload) != want[i] {
+			t.Fatalf("message %d kept since its handler returned has payload %s, want %s", i, m.Payload, want[i])
+		}
 	}
 }
 

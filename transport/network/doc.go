@@ -347,6 +347,27 @@
 // events ([ConnEvent]) to the program, to count them. examples/server wires
 // them to Prometheus metrics.
 //
+// # The Go client's receive path
+//
+// A [Client] Conn reads its WebSocket on one goroutine. It decodes each
+// "messages" frame in one pass without reflection (a frame it does not
+// recognize, such as one with escapes in a topic, goes through encoding/json
+// with the same result) and queues the messages for the Room, which takes
+// all that wait at once and runs the handlers on its own goroutine: no
+// other handoff per message. The payloads of a frame get one allocation;
+// the Message structs are recycled once the Room has handed them out (a
+// handler receives a copy). Frames are read into buffers from a shared
+// pool, so an idle Conn holds none. A payload stays valid after its handler
+// returns; the payloads of one frame share their memory, so a handler that
+// keeps one keeps its frame's payloads (at most some 64 KiB) alive.
+//
+// The queue is bounded in bytes of encoded messages ([DialOptions].QueueBytes,
+// [DefaultClientQueueBytes] by default) and grows only as messages wait. A
+// Conn whose handlers fall that far behind ends with SLOW_CONSUMER, as a
+// hub connection would, and its Room reconnects (with GapFill, losing nothing
+// that was persisted). BenchmarkClientReceive measures the path from a frame
+// to the handler, per message.
+//
 // # Concurrency
 //
 // A Server serves each WebSocket connection with two goroutines: one reads

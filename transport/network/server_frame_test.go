@@ -138,6 +138,15 @@ func FuzzPayloadRoundTrip(f *testing.F) {
 				}
 			}
 		}
+		// The client's fast path, for the frames it takes.
+		var d messagesDecoder
+		if fr, ok := d.decode(frames["messages"]); ok {
+			for _, gm := range fr.msgs {
+				if diff := cmp.Diff(want, gm); diff != "" {
+					t.Fatalf("messages frame of payload %q, fast path (-sent +decoded):\n%s", p, diff)
+				}
+			}
+		}
 		// An event's data, and the answer of the HTTP history route.
 		_, data, _ := strings.Cut(string(appendEvent(nil, &m)), "\ndata: ")
 		var em pubsub.Message

@@ -38,7 +38,11 @@ func (w *recorder) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubs
 	if err != nil {
 		return nil, err
 	}
-	return &recConn{Conn: c, w: w}, nil
+	rc := &recConn{Conn: c, w: w}
+	if bc, ok := c.(pubsub.BatchConn); ok {
+		return &recBatchConn{recConn: rc, bc: bc}, nil // the Room takes batches, as it would unwrapped
+	}
+	return rc, nil
 }
 
 func (w *recorder) hold() {
@@ -72,6 +76,15 @@ type recConn struct {
 	pubsub.Conn
 	w *recorder
 }
+
+// recBatchConn is a recConn of a pubsub.BatchConn.
+type recBatchConn struct {
+	*recConn
+	bc pubsub.BatchConn
+}
+
+func (c *recBatchConn) Ready() <-chan struct{}                       { return c.bc.Ready() }
+func (c *recBatchConn) Take(dst []*pubsub.Message) []*pubsub.Message { return c.bc.Take(dst) }
 
 func (c *recConn) Publish(ctx context.Context, req pubsub.PublishRequest) (pubsub.Message, error) {
 	c.w.mu.Lock()
