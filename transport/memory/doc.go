@@ -6,7 +6,8 @@
 // [Hub.Stats] to watch what the hub does and [Hub.Disconnect] to cut a
 // client off as a network failure would, for example to test reconnects.
 //
-// A publish is validated, authorized ([Options.Authorize]), checked against
+// A publish is validated ([pubsub.CheckPublish]: the topic and payload of a
+// request a Room built are not walked a second time), authorized ([Options.Authorize]), checked against
 // the room and topic's rate cap ([Options.PublishRate]), deduplicated by its
 // idempotency key ([Options.DedupWindow]), stamped with an id and a time,
 // appended to history ([Options.Store]) unless it asks not to be, and fanned
