@@ -12,7 +12,7 @@ func (s *Bolt) BulkAppend(room string, msgs []pubsub.Message) error {
 	reqs := make([]boltAppend, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
-		reqs[i] = boltAppend{bucket: topicBucket(room, m.Topic), id: int64(m.ID), value: encodeRecord(m, "")}
+		reqs[i] = newAppend(topicBucket(room, m.Topic), int64(m.ID), encodeRecord(m, ""))
 	}
 	var maxID int64
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -28,3 +28,18 @@ func (s *Bolt) BulkAppend(room string, msgs []pubsub.Message) error {
 
 // Path returns the file s was opened from.
 func (s *Bolt) Path() string { return s.path }
+
+// Checkpoint writes everything logged so far into the bolt file and
+// returns when it is committed.
+func (s *Bolt) Checkpoint() error {
+	ch := make(chan error, 1)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errClosed
+	}
+	s.forced = append(s.forced, ch)
+	s.mu.Unlock()
+	s.signal()
+	return <-ch
+}

@@ -195,6 +195,10 @@ func TestBoltRetentionBoundsFile(t *testing.T) {
 		}
 	}
 	size := func() int64 {
+		// The file as the log's checkpoints leave it.
+		if err := s.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)

@@ -45,8 +45,8 @@
 // history.Pipeliner), a persisted publish does not hold its topic while its
 // commit is written: the hub queues it for the store's next commit in id
 // order, releases the topic, waits for the commit, and then fans it out
-// behind the publishes queued before it. Publishers of one topic therefore
-// share fsyncs, messages still reach subscribers in id order, and Publish
+// behind the publishes queued before it. Publishers of one topic (and, with
+// history.OpenBolt, of every topic) therefore share fsyncs, messages still reach subscribers in id order, and Publish
 // returns only once the message is on disk. A retry of a publish still
 // waiting for its commit waits for it and returns the same message.
 //
