@@ -131,6 +131,9 @@ type Bolt struct {
 	sinceFreeze int                 // bytes logged since the last freeze
 	lastFreeze  time.Time           // of the last freeze
 	wTrims      map[string]struct{} // trims for the next checkpoint
+	lastBatch   int                 // appends of the last write
+	released    time.Time           // when it ended
+	linger      time.Duration       // how long gather may wait after it
 	ckRunning   bool                // a checkpoint is running
 	stuck       bool                // the last checkpoint failed: frozen is still to be written
 
@@ -148,8 +151,33 @@ type Bolt struct {
 	active map[string]*ovTopic
 	gen    uint64
 
+	stats struct {
+		appends, writes, syncNs, checkpoints, checkpointNs atomic.Int64
+	}
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// BoltStats counts what a [Bolt] has done since it was opened.
+type BoltStats struct {
+	Appends        int64         // messages made durable in the log
+	LogWrites      int64         // writes to the log, each followed by one fsync
+	LogTime        time.Duration // spent in them, fsyncs included
+	Checkpoints    int64         // transactions that copied the log into the bolt file
+	CheckpointTime time.Duration // spent in them
+}
+
+// Stats returns the store's counters. Appends/LogWrites is how many
+// messages share an fsync; LogTime/LogWrites is what one costs on this disk.
+func (s *Bolt) Stats() BoltStats {
+	return BoltStats{
+		Appends:        s.stats.appends.Load(),
+		LogWrites:      s.stats.writes.Load(),
+		LogTime:        time.Duration(s.stats.syncNs.Load()),
+		Checkpoints:    s.stats.checkpoints.Load(),
+		CheckpointTime: time.Duration(s.stats.checkpointNs.Load()),
+	}
 }
 
 // ovTopic is one topic's messages in the overlay, in ascending id order,
@@ -180,6 +208,9 @@ type checkpoint struct {
 	trims  map[string]struct{}
 	epoch  uint64
 }
+
+// maxLinger bounds how long gather waits.
+const maxLinger = time.Millisecond
 
 // When the writer freezes the overlay for a checkpoint.
 const (
@@ -411,6 +442,7 @@ func (s *Bolt) signal() {
 func (s *Bolt) run() {
 	defer close(s.stopped)
 	for range s.wake {
+		s.gather()
 		s.mu.Lock()
 		b, trims, forced, closed := s.pending, s.trims, s.forced, s.closed
 		s.pending, s.trims, s.forced = newBoltBatch(), nil, nil
@@ -423,10 +455,14 @@ func (s *Bolt) run() {
 			s.wTrims[name] = struct{}{}
 		}
 		if len(b.reqs) > 0 {
+			start := time.Now()
 			if err := s.log(b.reqs); err != nil {
 				b.err = pubsub.Errorf(pubsub.CodeInternal, "history: append to %s: %w", s.path, err)
 			}
+			s.released = time.Now()
+			s.linger = min(s.released.Sub(start)/2, maxLinger)
 		}
+		s.lastBatch = len(b.reqs)
 		close(b.done)
 		if closed {
 			s.finish()
@@ -446,6 +482,41 @@ func (s *Bolt) run() {
 	}
 }
 
+// gather waits, before a write, for the appenders the previous write
+// released to come back: each of them waits for its write, so without this
+// the writes alternate between those who were waiting and those who were
+// released, each half as large. It waits at most half as long as the
+// previous write took, counted from its end, so an appender that does not
+// come back costs little, and one that comes back later none.
+func (s *Bolt) gather() {
+	if s.lastBatch < 2 {
+		return
+	}
+	wait := time.Until(s.released.Add(s.linger))
+	if wait <= 0 {
+		return
+	}
+	s.mu.Lock()
+	want := len(s.pending.reqs) + s.lastBatch
+	s.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		n, closed := len(s.pending.reqs), s.closed
+		s.mu.Unlock()
+		if n >= want || closed {
+			return
+		}
+		select {
+		case <-s.wake:
+		case <-t.C:
+			s.signal() // the wake gather may have taken
+			return
+		}
+	}
+}
+
 // log makes reqs durable in the log and visible, in the overlay or, when
 // one of them is not newer than its topic's newest message, in the bolt
 // file.
@@ -462,9 +533,13 @@ func (s *Bolt) log(reqs []boltAppend) error {
 	if cap(buf) <= 1<<20 {
 		s.buf = buf
 	}
+	start := time.Now()
 	if err := seg.write(buf); err != nil {
 		return err
 	}
+	s.stats.writes.Add(1)
+	s.stats.syncNs.Add(int64(time.Since(start)))
+	s.stats.appends.Add(int64(len(reqs)))
 	s.sinceFreeze += len(buf)
 	if !inOrder {
 		return s.checkpointNow(reqs)
@@ -686,6 +761,11 @@ func (s *Bolt) commit(ck *checkpoint) error {
 	}
 	reqs = append(reqs, ck.extra...)
 	var maxID int64
+	start := time.Now()
+	defer func() {
+		s.stats.checkpoints.Add(1)
+		s.stats.checkpointNs.Add(int64(time.Since(start)))
+	}()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
 		if maxID, err = s.apply(tx, reqs, ck.trims); err != nil {
