@@ -43,3 +43,24 @@ func (s *Bolt) Checkpoint() error {
 	s.signal()
 	return <-ch
 }
+
+// Crash stops s as a crash after its last confirmed append would: without
+// the checkpoint of Close, leaving in the log whatever the bolt file does
+// not have yet.
+func (s *Bolt) Crash() {
+	s.mu.Lock()
+	s.closed, s.abandon = true, true
+	s.mu.Unlock()
+	s.signal()
+	<-s.stopped
+	<-s.ckStopped
+	for _, seg := range s.segs {
+		seg.f.Close()
+	}
+	s.db.Close()
+}
+
+// LogPaths returns the paths of the log's segments.
+func (s *Bolt) LogPaths() []string {
+	return []string{s.path + walSuffixes[0], s.path + walSuffixes[1]}
+}

@@ -119,6 +119,7 @@ type Bolt struct {
 	trims   map[string]struct{} // topic buckets queries found expired messages in
 	forced  []chan error        // waiting for a checkpoint of everything logged
 	closed  bool
+	abandon bool // with closed: stop without a checkpoint, as a crash would (tests)
 
 	wake    chan struct{} // capacity 1: something is pending, or closed is set
 	stopped chan struct{} // closed when the writer returns
@@ -144,12 +145,10 @@ type Bolt struct {
 
 	// The overlay: messages in the log that the bolt file may not have yet.
 	// frozen is being checkpointed (older maps first); active has come
-	// since. gen counts checkpoints committed, as the meta key keyGen of
-	// the bolt file does once they commit.
+	// since.
 	ovMu   sync.Mutex
 	frozen []map[string]*ovTopic
 	active map[string]*ovTopic
-	gen    uint64
 
 	stats struct {
 		appends, writes, syncNs, checkpoints, checkpointNs atomic.Int64
@@ -230,7 +229,6 @@ var (
 	keyMaxID     = []byte("maxid")
 	keyVersion   = []byte("version")
 	keyWALEpoch  = []byte("walepoch") // the highest log epoch all in the file
-	keyGen       = []byte("gen")      // checkpoints committed since the file was opened
 )
 
 // boltVersion is the version of the file layout described on [Bolt].
@@ -334,8 +332,8 @@ func (s *Bolt) open() error {
 }
 
 // init creates the top-level buckets, checks the layout version (upgrading
-// versions 1 and 2), loads MaxID, resets the checkpoint count and returns
-// the highest log epoch the file holds.
+// versions 1 and 2), loads MaxID and returns the highest log epoch the
+// file holds.
 func (s *Bolt) init(tx *bolt.Tx) (walEpoch uint64, err error) {
 	for _, name := range [][]byte{bucketTopics, bucketCounts, bucketMeta} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -359,7 +357,7 @@ func (s *Bolt) init(tx *bolt.Tx) (walEpoch uint64, err error) {
 	if v := meta.Get(keyWALEpoch); len(v) == 8 {
 		walEpoch = binary.BigEndian.Uint64(v)
 	}
-	return walEpoch, meta.Put(keyGen, binary.BigEndian.AppendUint64(nil, 0))
+	return walEpoch, nil
 }
 
 func newBoltBatch() *boltBatch { return &boltBatch{done: make(chan struct{})} }
@@ -465,6 +463,16 @@ func (s *Bolt) run() {
 		s.lastBatch = len(b.reqs)
 		close(b.done)
 		if closed {
+			s.mu.Lock()
+			abandon := s.abandon
+			s.mu.Unlock()
+			if abandon {
+				if s.ckRunning {
+					s.checkpointed(<-s.ckDone)
+				}
+				close(s.ckReq)
+				return
+			}
 			s.finish()
 			for _, ch := range forced {
 				ch <- errClosed
@@ -771,11 +779,7 @@ func (s *Bolt) commit(ck *checkpoint) error {
 		if maxID, err = s.apply(tx, reqs, ck.trims); err != nil {
 			return err
 		}
-		meta := tx.Bucket(bucketMeta)
-		if err := meta.Put(keyWALEpoch, binary.BigEndian.AppendUint64(nil, ck.epoch)); err != nil {
-			return err
-		}
-		return meta.Put(keyGen, binary.BigEndian.AppendUint64(nil, s.gen+1))
+		return tx.Bucket(bucketMeta).Put(keyWALEpoch, binary.BigEndian.AppendUint64(nil, ck.epoch))
 	})
 	if err != nil {
 		return pubsub.Errorf(pubsub.CodeInternal, "history: commit to %s: %w", s.path, err)
@@ -786,7 +790,6 @@ func (s *Bolt) commit(ck *checkpoint) error {
 	if len(s.frozen) == 0 {
 		s.frozen = nil
 	}
-	s.gen++
 	s.ovMu.Unlock()
 	return nil
 }

@@ -2,7 +2,6 @@ package history
 
 import (
 	"bytes"
-	"encoding/binary"
 	"sort"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,49 +22,47 @@ type topicView struct {
 
 // view calls f with the topic bucket name as one consistent snapshot of the
 // file and the overlay shows it.
+//
+// The overlay is read first, then the file: a checkpoint may commit in
+// between, and the file then holds some of the overlay's records too.
+// Those are exactly the overlay's records at or below the file's newest id
+// (every record entered the overlay newer than everything its topic held),
+// so the view leaves them out of its tail.
 func (s *Bolt) view(name []byte, f func(v *topicView) error) error {
-	for {
-		s.ovMu.Lock()
-		gen := s.gen
-		var frozen, active [][]boltAppend
-		for _, m := range s.frozen {
-			if t := m[string(name)]; t != nil {
-				frozen = append(frozen, t.recs)
-			}
-		}
-		if t := s.active[string(name)]; t != nil {
-			active = append(active, t.recs)
-		}
-		s.ovMu.Unlock()
-
-		retry := false
-		err := s.db.View(func(tx *bolt.Tx) error {
-			var fileGen uint64
-			if v := tx.Bucket(bucketMeta).Get(keyGen); len(v) == 8 {
-				fileGen = binary.BigEndian.Uint64(v)
-			}
-			v := topicView{tail: append(frozen, active...)}
-			switch fileGen {
-			case gen:
-			case gen + 1:
-				// The frozen overlay committed after the snapshot: the
-				// file has it.
-				v.tail = active
-			default:
-				// Another checkpoint committed since; look again.
-				retry = true
-				return nil
-			}
-			if len(name) <= bolt.MaxKeySize {
-				v.bk = tx.Bucket(bucketTopics).Bucket(name)
-				v.count = getCount(tx.Bucket(bucketCounts), name)
-			}
-			return f(&v)
-		})
-		if !retry {
-			return err
+	var tail [][]boltAppend
+	s.ovMu.Lock()
+	for _, m := range s.frozen {
+		if t := m[string(name)]; t != nil {
+			tail = append(tail, t.recs)
 		}
 	}
+	if t := s.active[string(name)]; t != nil {
+		tail = append(tail, t.recs)
+	}
+	s.ovMu.Unlock()
+
+	return s.db.View(func(tx *bolt.Tx) error {
+		v := topicView{tail: tail}
+		if len(name) <= bolt.MaxKeySize {
+			v.bk = tx.Bucket(bucketTopics).Bucket(name)
+			v.count = getCount(tx.Bucket(bucketCounts), name)
+		}
+		if v.bk != nil && len(tail) > 0 {
+			if k, _ := v.bk.Cursor().Last(); k != nil {
+				last := keyID(k)
+				for len(v.tail) > 0 {
+					p := v.tail[0]
+					i := sort.Search(len(p), func(i int) bool { return p[i].id > last })
+					if i < len(p) {
+						v.tail[0] = p[i:]
+						break
+					}
+					v.tail = v.tail[1:]
+				}
+			}
+		}
+		return f(&v)
+	})
 }
 
 // cursor returns a cursor over the records the view shows, hiding the
