@@ -87,10 +87,18 @@ const DefaultOpenTimeout = time.Second
 // share them: one appender gets one fsync per message, many appenders, on
 // any number of topics, many messages per fsync. A message is visible to
 // Query and Keys from then on, from memory until a checkpoint has put it
-// into the bolt file. A checkpoint runs once the log has taken 4 MiB, or a
-// second after the last one, on a goroutine of its own, while the writer
-// goes on logging into the other segment; bbolt fsyncs it as it commits, so
-// the file is always a consistent state that the log completes.
+// into the bolt file. A checkpoint starts once the log has taken 4 MiB since
+// the last one, or with the first append a second or more after it, and
+// runs on a goroutine of its own while the writer goes on logging into the
+// other segment; bbolt fsyncs it as it commits, so the file is always a
+// consistent state that the log completes. Until a checkpoint has taken
+// them, the overlay holds the logged messages in memory: at most about two
+// checkpoints' worth (8 MiB and up, with the messages' own size).
+//
+// If a checkpoint fails (the disk is full, say), appends still succeed
+// through the log, and the next append retries the checkpoint; the overlay
+// grows meanwhile. Close reports the failure if its own last checkpoint
+// fails too.
 //
 // An append of an id at or below the newest one its topic holds (which a
 // hub never makes: it appends each topic in id order) is written into the
@@ -1125,8 +1133,9 @@ func (s *Bolt) isClosed() bool {
 	return s.closed
 }
 
-// Close commits the appends in flight, stops the committer and closes the
-// file, waiting for queries in flight. It is idempotent.
+// Close logs the appends in flight, checkpoints the whole log into the bolt
+// file, stops the writer and the checkpointer and closes the files, waiting
+// for queries in flight. It is idempotent.
 func (s *Bolt) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
