@@ -158,6 +158,12 @@ type Bolt struct {
 	frozen []map[string]*ovTopic
 	active map[string]*ovTopic
 
+	// Where queries' walks past the records that retention hides ended,
+	// for the file state floorsTx (see topicView.cursor).
+	floorMu  sync.Mutex
+	floorsTx int
+	floors   map[string]floorMark
+
 	stats struct {
 		appends, writes, syncNs, checkpoints, checkpointNs atomic.Int64
 	}

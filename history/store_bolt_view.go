@@ -15,6 +15,9 @@ import (
 // taken with it. tail holds the overlay's parts of the topic, older first,
 // each in ascending id order and newer than everything in bk.
 type topicView struct {
+	s     *Bolt
+	name  []byte
+	txid  int          // of the file state read
 	bk    *bolt.Bucket // nil when the file has no bucket for the topic
 	count int64        // records in bk
 	tail  [][]boltAppend
@@ -42,7 +45,7 @@ func (s *Bolt) view(name []byte, f func(v *topicView) error) error {
 	s.ovMu.Unlock()
 
 	return s.db.View(func(tx *bolt.Tx) error {
-		v := topicView{tail: tail}
+		v := topicView{s: s, name: name, txid: tx.ID(), tail: tail}
 		if len(name) <= bolt.MaxKeySize {
 			v.bk = tx.Bucket(bucketTopics).Bucket(name)
 			v.count = getCount(tx.Bucket(bucketCounts), name)
@@ -84,12 +87,22 @@ func (v *topicView) cursor(maxMessages int) *viewCursor {
 	case excess < v.count && c.bc != nil:
 		// The walk is bounded by what was appended since the last
 		// checkpoint, which deletes the hidden records.
-		k, _ := c.bc.First()
-		for i := int64(0); i < excess && k != nil; i++ {
+		// Queries between two checkpoints take up the walk where the
+		// last one left it.
+		k, done := v.s.floorFrom(v.txid, v.name, excess)
+		if k != nil {
+			k, _ = c.bc.Seek(k)
+		} else {
+			k, _ = c.bc.First()
+		}
+		for i := done; i < excess && k != nil; i++ {
 			k, _ = c.bc.Next()
 		}
 		c.floor = k
 		c.noFile = k == nil
+		if k != nil {
+			v.s.setFloor(v.txid, v.name, excess, k)
+		}
 	default:
 		c.noFile = true
 		c.start = int(min(excess-v.count, int64(c.n)))
@@ -213,4 +226,40 @@ func (c *viewCursor) Seek(key []byte) ([]byte, []byte) {
 	id := keyID(key)
 	i := c.start + sort.Search(c.n-c.start, func(i int) bool { return c.at(c.start+i).id >= id })
 	return c.tailAt(i)
+}
+
+// floorMark is where a walk for the first visible record of a topic ended:
+// the key excess records after the topic's first in the file.
+type floorMark struct {
+	excess int64
+	key    [8]byte
+}
+
+// floorFrom returns the key and excess of the last walk that went no
+// further than excess in the file state txid, or nil and 0.
+func (s *Bolt) floorFrom(txid int, name []byte, excess int64) ([]byte, int64) {
+	s.floorMu.Lock()
+	defer s.floorMu.Unlock()
+	if s.floorsTx != txid {
+		return nil, 0
+	}
+	m, ok := s.floors[string(name)]
+	if !ok || m.excess > excess {
+		return nil, 0
+	}
+	return m.key[:], m.excess
+}
+
+// setFloor records that the key excess records into the topic is key, in
+// the file state txid. A newer state forgets the older one's marks.
+func (s *Bolt) setFloor(txid int, name []byte, excess int64, key []byte) {
+	s.floorMu.Lock()
+	defer s.floorMu.Unlock()
+	if txid < s.floorsTx {
+		return
+	}
+	if txid > s.floorsTx || s.floors == nil {
+		s.floorsTx, s.floors = txid, make(map[string]floorMark)
+	}
+	s.floors[string(name)] = floorMark{excess: excess, key: [8]byte(key)}
 }
