@@ -12,7 +12,7 @@ func (s *Bolt) BulkAppend(room string, msgs []pubsub.Message) error {
 	reqs := make([]boltAppend, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
-		reqs[i] = boltAppend{bucket: topicBucket(room, m.Topic), id: int64(m.ID), value: encodeRecord(m, "")}
+		reqs[i] = newAppend(topicBucket(room, m.Topic), int64(m.ID), encodeRecord(m, ""))
 	}
 	var maxID int64
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -28,3 +28,39 @@ func (s *Bolt) BulkAppend(room string, msgs []pubsub.Message) error {
 
 // Path returns the file s was opened from.
 func (s *Bolt) Path() string { return s.path }
+
+// Checkpoint writes everything logged so far into the bolt file and
+// returns when it is committed.
+func (s *Bolt) Checkpoint() error {
+	ch := make(chan error, 1)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errClosed
+	}
+	s.forced = append(s.forced, ch)
+	s.mu.Unlock()
+	s.signal()
+	return <-ch
+}
+
+// Crash stops s as a crash after its last confirmed append would: without
+// the checkpoint of Close, leaving in the log whatever the bolt file does
+// not have yet.
+func (s *Bolt) Crash() {
+	s.mu.Lock()
+	s.closed, s.abandon = true, true
+	s.mu.Unlock()
+	s.signal()
+	<-s.stopped
+	<-s.ckStopped
+	for _, seg := range s.segs {
+		seg.f.Close()
+	}
+	s.db.Close()
+}
+
+// LogPaths returns the paths of the log's segments.
+func (s *Bolt) LogPaths() []string {
+	return []string{s.path + walSuffixes[0], s.path + walSuffixes[1]}
+}

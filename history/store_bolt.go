@@ -37,11 +37,21 @@ type BoltOptions struct {
 const DefaultOpenTimeout = time.Second
 
 // Bolt is a [Store] that keeps history in a bbolt file, so that it survives
-// restarts.
+// restarts and crashes.
+//
+// # Files
+//
+// The store is the bolt file at the path given to [OpenBolt] and its
+// write-ahead log beside it: path+"-wal0" and path+"-wal1", preallocated to
+// 16 MiB each. An append is durable once it is in the log; checkpoints then
+// copy the log into the bolt file in large transactions, in the background.
+// Opening the store replays whatever the log holds that the bolt file does
+// not, so the files belong together: copy or delete them together, with the
+// store closed.
 //
 // # File layout
 //
-// The file has three top-level buckets:
+// The bolt file has three top-level buckets:
 //
 //   - "topics" holds one nested bucket per room and topic. The bucket's name
 //     is the length of the room name as a uvarint, the room name, then the
@@ -52,37 +62,57 @@ const DefaultOpenTimeout = time.Second
 //   - "counts" holds the number of messages of each topic bucket, under the
 //     same name, so that retention by count needs no scan.
 //   - "meta" holds the highest id ever stored (which retention never
-//     lowers) and the version of the layout.
+//     lowers), the version of the layout, and how far the log has been
+//     checkpointed into the file.
 //
-// This is layout version 2, which added idempotency keys to the messages.
-// OpenBolt upgrades a version 1 file in place by rewriting its version
-// number alone: version 1 messages read unchanged. Older releases refuse a
-// version 2 file.
+// This is layout version 3, which added the write-ahead log; version 2 added
+// idempotency keys to the messages. OpenBolt upgrades a version 1 or 2 file
+// in place by rewriting its version number alone: their messages read
+// unchanged. Older releases refuse a version 3 file, which they would read
+// without the messages still in its log.
 //
 // # Idempotency keys
 //
-// A key is committed in the same transaction as its message, inside the
-// message's value, so a message and its key are stored together or not at
-// all. Keys finds them by walking a topic back from its newest message, the
-// same walk as a history page; there is no separate index to keep, so a
-// publish costs no more than the key's bytes.
+// A key is stored with its message, in the same log record and later the
+// same value of the bolt file, so a message and its key are stored together
+// or not at all. Keys finds them by walking a topic back from its newest
+// message, the same walk as a history page; there is no separate index to
+// keep, so a publish costs no more than the key's bytes.
 //
 // # Durability
 //
-// Append returns once its message is in a committed, fsynced transaction.
-// A single committer goroutine writes every append that is waiting when the
-// previous commit ends in one transaction, so concurrent appends share one
-// fsync: one appender gets one commit per message, many appenders get many
-// messages per commit.
+// Append returns once its message is in the log and the log is fsynced. A
+// single writer goroutine logs every append that is waiting when the
+// previous write ends with one write and one fsync, so concurrent appends
+// share them: one appender gets one fsync per message, many appenders, on
+// any number of topics, many messages per fsync. A message is visible to
+// Query and Keys from then on, from memory until a checkpoint has put it
+// into the bolt file. A checkpoint starts once the log has taken 4 MiB since
+// the last one, or with the first append a second or more after it, and
+// runs on a goroutine of its own while the writer goes on logging into the
+// other segment; bbolt fsyncs it as it commits, so the file is always a
+// consistent state that the log completes. Until a checkpoint has taken
+// them, the overlay holds the logged messages in memory: at most about two
+// checkpoints' worth (8 MiB and up, with the messages' own size).
+//
+// If a checkpoint fails (the disk is full, say), appends still succeed
+// through the log, and the next append retries the checkpoint; the overlay
+// grows meanwhile. Close reports the failure if its own last checkpoint
+// fails too.
+//
+// An append of an id at or below the newest one its topic holds (which a
+// hub never makes: it appends each topic in id order) is written into the
+// bolt file before it returns, in a checkpoint of its own.
 //
 // # Retention
 //
-// Retention deletes the oldest keys of a topic in the same transaction that
+// Retention deletes the oldest keys of a topic in the checkpoint that
 // appends to it: everything beyond [Options.MaxMessages] and everything
-// older than [Options.MaxAge]. A topic left with no messages is deleted. A
-// query that meets expired messages asks the committer to delete them, and
-// never returns them. bbolt reuses the freed pages for new messages, so under
-// retention the file stops growing; it never shrinks.
+// older than [Options.MaxAge]. A topic left with no messages is deleted.
+// Queries never return messages beyond retention, whether or not a
+// checkpoint has deleted them yet; a query that meets expired messages asks
+// the next checkpoint to delete them. bbolt reuses the freed pages for new
+// messages, so under retention the file stops growing; it never shrinks.
 //
 // Create a Bolt with [OpenBolt]. A Bolt is safe for concurrent use; one file
 // can be open in only one Bolt at a time.
@@ -90,32 +120,116 @@ type Bolt struct {
 	db    *bolt.DB
 	path  string
 	ret   retention
-	maxID atomic.Int64 // as committed
+	maxID atomic.Int64 // as durable
 
 	mu      sync.Mutex
-	pending *boltBatch          // appends waiting for the next commit
+	pending *boltBatch          // appends waiting for the next log write
 	trims   map[string]struct{} // topic buckets queries found expired messages in
+	forced  []chan error        // waiting for a checkpoint of everything logged
 	closed  bool
+	abandon bool // with closed: stop without a checkpoint, as a crash would (tests)
 
 	wake    chan struct{} // capacity 1: something is pending, or closed is set
-	stopped chan struct{} // closed when the committer returns
+	stopped chan struct{} // closed when the writer returns
+
+	// The writer's own state.
+	segs        [2]*walSegment
+	cur         int                 // the segment taking appends
+	epoch       uint64              // the highest epoch used so far
+	buf         []byte              // log records of one write
+	sinceFreeze int                 // bytes logged since the last freeze
+	lastFreeze  time.Time           // of the last freeze
+	wTrims      map[string]struct{} // trims for the next checkpoint
+	lastBatch   int                 // appends of the last write
+	released    time.Time           // when it ended
+	linger      time.Duration       // how long gather may wait after it
+	ckRunning   bool                // a checkpoint is running
+	stuck       bool                // the last checkpoint failed: frozen is still to be written
+
+	ckReq     chan *checkpoint // to the checkpointer
+	ckDone    chan error       // from it, one answer per request
+	ckStopped chan struct{}    // closed when the checkpointer returns
+	ckErr     error            // the last checkpoint's failure, for Close
+
+	// The overlay: messages in the log that the bolt file may not have yet.
+	// frozen is being checkpointed (older maps first); active has come
+	// since.
+	ovMu   sync.Mutex
+	frozen []map[string]*ovTopic
+	active map[string]*ovTopic
+
+	// Where queries' walks past the records that retention hides ended,
+	// for the file state floorsTx (see topicView.cursor).
+	floorMu  sync.Mutex
+	floorsTx int
+	floors   map[string]floorMark
+
+	stats struct {
+		appends, writes, syncNs, checkpoints, checkpointNs atomic.Int64
+	}
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// boltBatch is the appends that one transaction commits.
+// BoltStats counts what a [Bolt] has done since it was opened.
+type BoltStats struct {
+	Appends        int64         // messages made durable in the log
+	LogWrites      int64         // writes to the log, each followed by one fsync
+	LogTime        time.Duration // spent in them, fsyncs included
+	Checkpoints    int64         // transactions that copied the log into the bolt file
+	CheckpointTime time.Duration // spent in them
+}
+
+// Stats returns the store's counters. Appends/LogWrites is how many
+// messages share an fsync; LogTime/LogWrites is what one costs on this disk.
+func (s *Bolt) Stats() BoltStats {
+	return BoltStats{
+		Appends:        s.stats.appends.Load(),
+		LogWrites:      s.stats.writes.Load(),
+		LogTime:        time.Duration(s.stats.syncNs.Load()),
+		Checkpoints:    s.stats.checkpoints.Load(),
+		CheckpointTime: time.Duration(s.stats.checkpointNs.Load()),
+	}
+}
+
+// ovTopic is one topic's messages in the overlay, in ascending id order,
+// all newer than the topic's messages in the bolt file. recs only grows:
+// a snapshot of it stays valid.
+type ovTopic struct{ recs []boltAppend }
+
+// boltBatch is the appends that one log write makes durable.
 type boltBatch struct {
 	reqs []boltAppend
-	done chan struct{} // closed after the commit; then err is set
+	done chan struct{} // closed after the write; then err is set
 	err  error
 }
 
 type boltAppend struct {
 	bucket []byte // topic bucket name
 	id     int64
+	key    [8]byte // id, big-endian: the record's key in the bolt file
 	value  []byte
 }
+
+// checkpoint is one request to the checkpointer: write the frozen overlay,
+// then extra, into the bolt file with trims, and record that every log
+// epoch up to epoch is in it.
+type checkpoint struct {
+	frozen []map[string]*ovTopic
+	extra  []boltAppend
+	trims  map[string]struct{}
+	epoch  uint64
+}
+
+// maxLinger bounds how long gather waits.
+const maxLinger = time.Millisecond
+
+// When the writer freezes the overlay for a checkpoint.
+const (
+	checkpointBytes = 4 << 20
+	checkpointEvery = time.Second
+)
 
 // ErrInUse is in the chain of the error OpenBolt returns when another
 // process (or another Bolt in this one) has the file open.
@@ -128,15 +242,16 @@ var (
 	bucketMeta   = []byte("meta")
 	keyMaxID     = []byte("maxid")
 	keyVersion   = []byte("version")
+	keyWALEpoch  = []byte("walepoch") // the highest log epoch all in the file
 )
 
 // boltVersion is the version of the file layout described on [Bolt].
-const boltVersion = 2
+const boltVersion = 3
 
 // OpenBolt opens the history file at path, creating it if it does not
-// exist. It fails with an error that says the file is in use when another
-// process (or another Bolt in this one) keeps it open past
-// opts.OpenTimeout.
+// exist, with its log (see [Bolt]), and replays the log. It fails with an
+// error that says the file is in use when another process (or another Bolt
+// in this one) keeps it open past opts.OpenTimeout.
 func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	timeout := opts.OpenTimeout
 	if timeout <= 0 {
@@ -157,44 +272,106 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		return nil, pubsub.Errorf(pubsub.CodeInternal, "history: open %s: %w", path, err)
 	}
 	s := &Bolt{
-		db:      db,
-		path:    path,
-		ret:     opts.Options.retention(),
-		pending: newBoltBatch(),
-		wake:    make(chan struct{}, 1),
-		stopped: make(chan struct{}),
+		db:        db,
+		path:      path,
+		ret:       opts.Options.retention(),
+		pending:   newBoltBatch(),
+		wake:      make(chan struct{}, 1),
+		stopped:   make(chan struct{}),
+		ckReq:     make(chan *checkpoint, 1),
+		ckDone:    make(chan error, 1),
+		ckStopped: make(chan struct{}),
+		active:    make(map[string]*ovTopic),
 	}
-	if err := db.Update(s.init); err != nil {
+	if err := s.open(); err != nil {
+		for _, seg := range s.segs {
+			if seg != nil {
+				seg.f.Close()
+			}
+		}
 		db.Close()
 		return nil, pubsub.Errorf(pubsub.CodeInternal, "history: open %s: %w", path, err)
 	}
+	s.lastFreeze = time.Now()
+	go s.checkpointer()
 	go s.run()
 	return s, nil
 }
 
+// open prepares the file (see init), replays the log into it and readies
+// a segment for appends.
+func (s *Bolt) open() error {
+	var walEpoch uint64
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		walEpoch, err = s.init(tx)
+		return err
+	}); err != nil {
+		return err
+	}
+	segs, epochs, recs, err := openWAL(s.path)
+	if err != nil {
+		return err
+	}
+	s.segs = segs
+	s.epoch = max(walEpoch, epochs[0], epochs[1])
+	// Replay the epochs the file does not have, oldest first, in one
+	// transaction.
+	order := []int{0, 1}
+	if epochs[1] < epochs[0] {
+		order = []int{1, 0}
+	}
+	var replay []boltAppend
+	for _, i := range order {
+		if epochs[i] > walEpoch {
+			replay = append(replay, recs[i]...)
+		}
+	}
+	if len(replay) > 0 {
+		var maxID int64
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			var err error
+			if maxID, err = s.apply(tx, replay, nil); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketMeta).Put(keyWALEpoch, binary.BigEndian.AppendUint64(nil, s.epoch))
+		})
+		if err != nil {
+			return fmt.Errorf("replaying the log: %w", err)
+		}
+		raise(&s.maxID, maxID)
+	}
+	s.epoch++
+	return s.segs[s.cur].reset(s.epoch)
+}
+
 // init creates the top-level buckets, checks the layout version (upgrading
-// version 1) and loads MaxID.
-func (s *Bolt) init(tx *bolt.Tx) error {
+// versions 1 and 2), loads MaxID and returns the highest log epoch the
+// file holds.
+func (s *Bolt) init(tx *bolt.Tx) (walEpoch uint64, err error) {
 	for _, name := range [][]byte{bucketTopics, bucketCounts, bucketMeta} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get(keyVersion); {
-	case v == nil || len(v) == 8 && binary.BigEndian.Uint64(v) == 1:
-		// A new file, or version 1, whose records version 2 reads as
-		// they are.
+	case v == nil || len(v) == 8 && (binary.BigEndian.Uint64(v) == 1 || binary.BigEndian.Uint64(v) == 2):
+		// A new file, or version 1 or 2, whose records version 3 reads as
+		// they are, and which had no log.
 		if err := meta.Put(keyVersion, binary.BigEndian.AppendUint64(nil, boltVersion)); err != nil {
-			return err
+			return 0, err
 		}
 	case len(v) != 8 || binary.BigEndian.Uint64(v) != boltVersion:
-		return fmt.Errorf("unknown layout version %x", v)
+		return 0, fmt.Errorf("unknown layout version %x", v)
 	}
 	if v := meta.Get(keyMaxID); len(v) == 8 {
 		s.maxID.Store(keyID(v))
 	}
-	return nil
+	if v := meta.Get(keyWALEpoch); len(v) == 8 {
+		walEpoch = binary.BigEndian.Uint64(v)
+	}
+	return walEpoch, nil
 }
 
 func newBoltBatch() *boltBatch { return &boltBatch{done: make(chan struct{})} }
@@ -205,6 +382,12 @@ func topicBucket(room, topic string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(room)))
 	b = append(b, room...)
 	return append(b, topic...)
+}
+
+func newAppend(bucket []byte, id int64, value []byte) boltAppend {
+	r := boltAppend{bucket: bucket, id: id, value: value}
+	binary.BigEndian.PutUint64(r.key[:], uint64(id))
+	return r
 }
 
 // Append stores m and returns when it is on stable storage. If ctx ends
@@ -223,7 +406,7 @@ func (s *Bolt) AppendKey(ctx context.Context, room string, m pubsub.Message, key
 }
 
 // Enqueue implements [Pipeliner]: it queues m, with key in its record, for
-// the next commit and returns a function that waits for that commit.
+// the next log write and returns a function that waits for that write.
 func (s *Bolt) Enqueue(room string, m pubsub.Message, key string) func(context.Context) error {
 	if m.ID <= 0 {
 		return failed(errNoID)
@@ -232,7 +415,7 @@ func (s *Bolt) Enqueue(room string, m pubsub.Message, key string) func(context.C
 	if len(name) > bolt.MaxKeySize {
 		return failed(pubsub.Errorf(pubsub.CodeInternal, "history: room and topic names are longer than %d bytes", bolt.MaxKeySize))
 	}
-	req := boltAppend{bucket: name, id: int64(m.ID), value: encodeRecord(&m, key)}
+	req := newAppend(name, int64(m.ID), encodeRecord(&m, key))
 
 	s.mu.Lock()
 	if s.closed {
@@ -265,38 +448,369 @@ func (s *Bolt) signal() {
 	}
 }
 
-// run is the committer: it commits whatever is pending, one transaction at
-// a time, until Close.
+// run is the writer: it logs whatever is pending, one write at a time,
+// freezes the overlay for checkpoints, and at Close writes everything into
+// the bolt file.
 func (s *Bolt) run() {
 	defer close(s.stopped)
 	for range s.wake {
+		s.gather()
 		s.mu.Lock()
-		b, trims, closed := s.pending, s.trims, s.closed
-		s.pending, s.trims = newBoltBatch(), nil
+		b, trims, forced, closed := s.pending, s.trims, s.forced, s.closed
+		s.pending, s.trims, s.forced = newBoltBatch(), nil, nil
 		s.mu.Unlock()
 
-		if len(b.reqs) > 0 || len(trims) > 0 {
-			maxID := int64(0)
-			err := s.db.Update(func(tx *bolt.Tx) error {
-				var err error
-				maxID, err = s.apply(tx, b.reqs, trims)
-				return err
-			})
-			if err != nil {
-				b.err = pubsub.Errorf(pubsub.CodeInternal, "history: commit to %s: %w", s.path, err)
-			} else {
-				raise(&s.maxID, maxID)
+		for name := range trims {
+			if s.wTrims == nil {
+				s.wTrims = make(map[string]struct{})
 			}
+			s.wTrims[name] = struct{}{}
 		}
+		if len(b.reqs) > 0 {
+			start := time.Now()
+			if err := s.log(b.reqs); err != nil {
+				b.err = pubsub.Errorf(pubsub.CodeInternal, "history: append to %s: %w", s.path, err)
+			}
+			s.released = time.Now()
+			s.linger = min(s.released.Sub(start)/2, maxLinger)
+		}
+		s.lastBatch = len(b.reqs)
 		close(b.done)
 		if closed {
+			s.mu.Lock()
+			abandon := s.abandon
+			s.mu.Unlock()
+			if abandon {
+				if s.ckRunning {
+					s.checkpointed(<-s.ckDone)
+				}
+				close(s.ckReq)
+				return
+			}
+			s.finish()
+			for _, ch := range forced {
+				ch <- errClosed
+			}
+			return
+		}
+		if len(forced) > 0 {
+			err := s.checkpointNow(nil)
+			for _, ch := range forced {
+				ch <- err
+			}
+			continue
+		}
+		s.maybeFreeze()
+	}
+}
+
+// gather waits, before a write, for the appenders the previous write
+// released to come back: each of them waits for its write, so without this
+// the writes alternate between those who were waiting and those who were
+// released, each half as large. It waits at most half as long as the
+// previous write took, counted from its end, so an appender that does not
+// come back costs little, and one that comes back later none.
+func (s *Bolt) gather() {
+	if s.lastBatch < 2 {
+		return
+	}
+	wait := time.Until(s.released.Add(s.linger))
+	if wait <= 0 {
+		return
+	}
+	s.mu.Lock()
+	want := len(s.pending.reqs) + s.lastBatch
+	s.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		n, closed := len(s.pending.reqs), s.closed
+		s.mu.Unlock()
+		if n >= want || closed {
+			return
+		}
+		select {
+		case <-s.wake:
+		case <-t.C:
+			s.signal() // the wake gather may have taken
 			return
 		}
 	}
 }
 
+// log makes reqs durable in the log and visible, in the overlay or, when
+// one of them is not newer than its topic's newest message, in the bolt
+// file.
+func (s *Bolt) log(reqs []boltAppend) error {
+	inOrder, err := s.inOrder(reqs)
+	if err != nil {
+		return err
+	}
+	seg := s.segs[s.cur]
+	buf := s.buf[:0]
+	for i := range reqs {
+		buf = appendWALRecord(buf, seg.epoch, &reqs[i])
+	}
+	if cap(buf) <= 1<<20 {
+		s.buf = buf
+	}
+	start := time.Now()
+	if err := seg.write(buf); err != nil {
+		return err
+	}
+	s.stats.writes.Add(1)
+	s.stats.syncNs.Add(int64(time.Since(start)))
+	s.stats.appends.Add(int64(len(reqs)))
+	s.sinceFreeze += len(buf)
+	if !inOrder {
+		return s.checkpointNow(reqs)
+	}
+	var maxID int64
+	s.ovMu.Lock()
+	for i := range reqs {
+		r := &reqs[i]
+		t := s.active[string(r.bucket)]
+		if t == nil {
+			t = &ovTopic{}
+			s.active[string(r.bucket)] = t
+		}
+		t.recs = append(t.recs, *r)
+		maxID = max(maxID, r.id)
+	}
+	s.ovMu.Unlock()
+	raise(&s.maxID, maxID)
+	return nil
+}
+
+// inOrder reports whether every one of reqs is newer than everything its
+// topic holds, in the overlay, the bolt file, or reqs before it.
+func (s *Bolt) inOrder(reqs []boltAppend) (bool, error) {
+	last := make(map[string]int64)
+	s.ovMu.Lock()
+	for i := range reqs {
+		name := reqs[i].bucket
+		if _, ok := last[string(name)]; ok {
+			continue
+		}
+		if t := s.active[string(name)]; t != nil {
+			last[string(name)] = t.recs[len(t.recs)-1].id
+			continue
+		}
+		for j := len(s.frozen) - 1; j >= 0; j-- {
+			if t := s.frozen[j][string(name)]; t != nil {
+				last[string(name)] = t.recs[len(t.recs)-1].id
+				break
+			}
+		}
+	}
+	s.ovMu.Unlock()
+	var tx *bolt.Tx
+	defer func() {
+		if tx != nil {
+			tx.Rollback()
+		}
+	}()
+	for i := range reqs {
+		r := &reqs[i]
+		l, ok := last[string(r.bucket)]
+		if !ok {
+			// Neither in the overlay nor earlier in reqs: the file has
+			// everything of this topic.
+			if tx == nil {
+				var err error
+				if tx, err = s.db.Begin(false); err != nil {
+					return false, err
+				}
+			}
+			l = math.MinInt64
+			if bk := tx.Bucket(bucketTopics).Bucket(r.bucket); bk != nil {
+				if k, _ := bk.Cursor().Last(); k != nil {
+					l = keyID(k)
+				}
+			}
+		}
+		if r.id <= l {
+			return false, nil
+		}
+		last[string(r.bucket)] = r.id
+	}
+	return true, nil
+}
+
+// maybeFreeze starts a checkpoint when the log has taken enough since the
+// last one, or a query asked for expired messages to be deleted.
+func (s *Bolt) maybeFreeze() {
+	if s.ckRunning {
+		select {
+		case err := <-s.ckDone:
+			s.checkpointed(err)
+		default:
+			return
+		}
+	}
+	if s.stuck {
+		// The frozen overlay is still to be written, and its segment is
+		// still needed: write everything, then switch.
+		s.checkpointNow(nil)
+		return
+	}
+	if s.sinceFreeze < checkpointBytes && len(s.wTrims) == 0 &&
+		(s.sinceFreeze == 0 || time.Since(s.lastFreeze) < checkpointEvery) {
+		return
+	}
+	ck := s.freeze()
+	if ck == nil {
+		return
+	}
+	s.ckRunning = true
+	s.ckReq <- ck
+}
+
+// freeze moves the active overlay to frozen and switches the log to the
+// other segment, whose records are all in the bolt file. It returns the
+// checkpoint that writes what it froze, or nil when the switch failed.
+func (s *Bolt) freeze() *checkpoint {
+	next := 1 - s.cur
+	if err := s.segs[next].reset(s.epoch + 1); err != nil {
+		return nil
+	}
+	ck := s.takeOverlay(nil)
+	s.switchTo(next)
+	return ck
+}
+
+// takeOverlay moves the active overlay to frozen and returns the
+// checkpoint that writes all of frozen, then extra, with the trims asked
+// for, up to the current epoch.
+func (s *Bolt) takeOverlay(extra []boltAppend) *checkpoint {
+	ck := &checkpoint{extra: extra, trims: s.wTrims, epoch: s.epoch}
+	s.ovMu.Lock()
+	if len(s.active) > 0 {
+		s.frozen = append(s.frozen, s.active)
+		s.active = make(map[string]*ovTopic)
+	}
+	ck.frozen = s.frozen
+	s.ovMu.Unlock()
+	s.wTrims = nil
+	return ck
+}
+
+// switchTo makes segment i, just reset, take the appends under a new epoch.
+func (s *Bolt) switchTo(i int) {
+	s.epoch++
+	s.cur = i
+	s.sinceFreeze = 0
+	s.lastFreeze = time.Now()
+}
+
+// checkpointNow writes the whole overlay, then extra, into the bolt file and
+// waits for it. extra is in the current segment, after the overlay.
+func (s *Bolt) checkpointNow(extra []boltAppend) error {
+	if s.ckRunning {
+		s.checkpointed(<-s.ckDone)
+	}
+	// Both segments are free once this checkpoint commits, so the switch
+	// can wait until then.
+	s.ckReq <- s.takeOverlay(extra)
+	err := <-s.ckDone
+	s.checkpointed(err)
+	if err != nil {
+		return err
+	}
+	next := 1 - s.cur
+	if err := s.segs[next].reset(s.epoch + 1); err != nil {
+		// The current segment goes on under a new epoch: the checkpoint
+		// holds everything in it so far.
+		next = s.cur
+		if err := s.segs[next].reset(s.epoch + 1); err != nil {
+			return err
+		}
+	}
+	s.switchTo(next)
+	return nil
+}
+
+// checkpointed takes the checkpointer's answer.
+func (s *Bolt) checkpointed(err error) {
+	s.ckRunning = false
+	s.stuck = err != nil
+	if err != nil {
+		s.ckErr = err
+	}
+}
+
+// finish writes everything into the bolt file at Close and stops the
+// checkpointer.
+func (s *Bolt) finish() {
+	if s.ckRunning {
+		s.checkpointed(<-s.ckDone)
+	}
+	s.ovMu.Lock()
+	empty := len(s.active) == 0 && len(s.frozen) == 0
+	s.ovMu.Unlock()
+	if !empty || len(s.wTrims) > 0 {
+		if err := s.checkpointNow(nil); err == nil {
+			s.ckErr = nil
+		}
+	}
+	close(s.ckReq)
+}
+
+// checkpointer commits the checkpoints the writer asks for, one at a time.
+func (s *Bolt) checkpointer() {
+	defer close(s.ckStopped)
+	for ck := range s.ckReq {
+		s.ckDone <- s.commit(ck)
+	}
+}
+
+// commit writes ck into the bolt file and, once it is committed, drops what
+// it wrote from the overlay.
+func (s *Bolt) commit(ck *checkpoint) error {
+	n := len(ck.extra)
+	for _, f := range ck.frozen {
+		for _, t := range f {
+			n += len(t.recs)
+		}
+	}
+	// A copy: queries are reading the overlay, and apply sorts.
+	reqs := make([]boltAppend, 0, n)
+	for _, f := range ck.frozen {
+		for _, t := range f {
+			reqs = append(reqs, t.recs...)
+		}
+	}
+	reqs = append(reqs, ck.extra...)
+	var maxID int64
+	start := time.Now()
+	defer func() {
+		s.stats.checkpoints.Add(1)
+		s.stats.checkpointNs.Add(int64(time.Since(start)))
+	}()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if maxID, err = s.apply(tx, reqs, ck.trims); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyWALEpoch, binary.BigEndian.AppendUint64(nil, ck.epoch))
+	})
+	if err != nil {
+		return pubsub.Errorf(pubsub.CodeInternal, "history: commit to %s: %w", s.path, err)
+	}
+	raise(&s.maxID, maxID)
+	s.ovMu.Lock()
+	s.frozen = s.frozen[len(ck.frozen):]
+	if len(s.frozen) == 0 {
+		s.frozen = nil
+	}
+	s.ovMu.Unlock()
+	return nil
+}
+
 // apply writes reqs, applies retention to their topics and to the topics
-// in trims, and returns the highest id stored so far.
+// in trims, and returns the highest id stored so far. Of two requests for
+// one id, the later one wins.
 func (s *Bolt) apply(tx *bolt.Tx, reqs []boltAppend, trims map[string]struct{}) (int64, error) {
 	topics := tx.Bucket(bucketTopics)
 	counts := tx.Bucket(bucketCounts)
@@ -310,7 +824,11 @@ func (s *Bolt) apply(tx *bolt.Tx, reqs []boltAppend, trims map[string]struct{}) 
 		}
 		return cmpInt64(a.id, b.id)
 	})
-	maxID := s.maxID.Load()
+	stored := int64(0)
+	if v := meta.Get(keyMaxID); len(v) == 8 {
+		stored = keyID(v)
+	}
+	maxID := max(stored, s.maxID.Load())
 	for len(reqs) > 0 {
 		name := reqs[0].bucket
 		n := 1
@@ -330,15 +848,15 @@ func (s *Bolt) apply(tx *bolt.Tx, reqs []boltAppend, trims map[string]struct{}) 
 		if k, _ := bk.Cursor().Last(); k != nil {
 			last = keyID(k)
 		}
-		for _, r := range group {
-			k := idKey(r.id)
+		for i := range group {
+			r := &group[i]
 			if r.id > last {
 				last = r.id
 				count++
-			} else if bk.Get(k) == nil {
+			} else if bk.Get(r.key[:]) == nil {
 				count++
 			}
-			if err := bk.Put(k, r.value); err != nil {
+			if err := bk.Put(r.key[:], r.value); err != nil {
 				return 0, err
 			}
 			maxID = max(maxID, r.id)
@@ -357,7 +875,7 @@ func (s *Bolt) apply(tx *bolt.Tx, reqs []boltAppend, trims map[string]struct{}) 
 			return 0, err
 		}
 	}
-	if maxID > s.maxID.Load() {
+	if maxID > stored {
 		if err := meta.Put(keyMaxID, idKey(maxID)); err != nil {
 			return 0, err
 		}
@@ -423,17 +941,13 @@ func (s *Bolt) Query(ctx context.Context, room string, q Query) (pubsub.HistoryP
 	cutoff := s.ret.cutoff()
 	var page pubsub.HistoryPage
 	var expired bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var bk *bolt.Bucket
-		if len(name) <= bolt.MaxKeySize {
-			bk = tx.Bucket(bucketTopics).Bucket(name)
-		}
-		if bk == nil {
+	err := s.view(name, func(v *topicView) error {
+		if v.bk == nil && len(v.tail) == 0 {
 			page = emptyPage()
 			return nil
 		}
 		var err error
-		page, expired, err = boltQuery(bk.Cursor(), &q, cutoff)
+		page, expired, err = boltQuery(v.cursor(s.ret.maxMessages), &q, cutoff)
 		return err
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
@@ -456,10 +970,9 @@ func (s *Bolt) Query(ctx context.Context, room string, q Query) (pubsub.HistoryP
 	return page, nil
 }
 
-// boltQuery answers q from the cursor of a topic bucket, hiding records
-// stamped before cutoff. It also reports whether the oldest record has
-// expired.
-func boltQuery(c *bolt.Cursor, q *Query, cutoff int64) (page pubsub.HistoryPage, expired bool, err error) {
+// boltQuery answers q from the cursor of a topic, hiding records stamped
+// before cutoff. It also reports whether the oldest record has expired.
+func boltQuery(c *viewCursor, q *Query, cutoff int64) (page pubsub.HistoryPage, expired bool, err error) {
 	if k, v := c.First(); k != nil {
 		expired = recordTS(v) < cutoff
 	}
@@ -563,16 +1076,12 @@ func (s *Bolt) Keys(ctx context.Context, room string, q KeyQuery) ([]KeyedMessag
 		limit = math.MaxInt
 	}
 	var keyed []KeyedMessage
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if len(name) > bolt.MaxKeySize {
+	err := s.view(name, func(tv *topicView) error {
+		if tv.bk == nil && len(tv.tail) == 0 {
 			return nil
 		}
-		bk := tx.Bucket(bucketTopics).Bucket(name)
-		if bk == nil {
-			return nil
-		}
+		c := tv.cursor(s.ret.maxMessages)
 		// Count first, so that a long answer is allocated once.
-		c := bk.Cursor()
 		n, size := 0, 0
 		k, v := c.Last()
 		for ; k != nil && recordTS(v) >= since && n < limit; k, v = c.Prev() {
@@ -630,8 +1139,9 @@ func (s *Bolt) isClosed() bool {
 	return s.closed
 }
 
-// Close commits the appends in flight, stops the committer and closes the
-// file, waiting for queries in flight. It is idempotent.
+// Close logs the appends in flight, checkpoints the whole log into the bolt
+// file, stops the writer and the checkpointer and closes the files, waiting
+// for queries in flight. It is idempotent.
 func (s *Bolt) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -639,7 +1149,16 @@ func (s *Bolt) Close() error {
 		s.mu.Unlock()
 		s.signal()
 		<-s.stopped
-		if err := s.db.Close(); err != nil {
+		<-s.ckStopped
+		if s.ckErr != nil {
+			s.closeErr = s.ckErr
+		}
+		for _, seg := range s.segs {
+			if err := seg.f.Close(); err != nil && s.closeErr == nil {
+				s.closeErr = pubsub.Errorf(pubsub.CodeInternal, "history: close %s: %w", seg.f.Name(), err)
+			}
+		}
+		if err := s.db.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = pubsub.Errorf(pubsub.CodeInternal, "history: close %s: %w", s.path, err)
 		}
 	})

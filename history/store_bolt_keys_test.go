@@ -19,6 +19,13 @@ import (
 // stored without keys.
 func writeVersion1(t *testing.T, path, room string, msgs []pubsub.Message) {
 	t.Helper()
+	writeVersion(t, path, 1, room, msgs, nil)
+}
+
+// writeVersion writes a file as layout version 1 or 2 left it, with no
+// log beside it: msgs in room, each with its key in keys (version 2 only).
+func writeVersion(t *testing.T, path string, version uint64, room string, msgs []pubsub.Message, keys []string) {
+	t.Helper()
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -28,17 +35,21 @@ func writeVersion1(t *testing.T, path, room string, msgs []pubsub.Message) {
 		topics, _ := tx.CreateBucket(bucketTopics)
 		counts, _ := tx.CreateBucket(bucketCounts)
 		meta, _ := tx.CreateBucket(bucketMeta)
-		if err := meta.Put(keyVersion, binary.BigEndian.AppendUint64(nil, 1)); err != nil {
+		if err := meta.Put(keyVersion, binary.BigEndian.AppendUint64(nil, version)); err != nil {
 			return err
 		}
 		var maxID int64
-		for _, m := range msgs {
+		for i, m := range msgs {
+			key := ""
+			if i < len(keys) {
+				key = keys[i]
+			}
 			name := topicBucket(room, m.Topic)
 			bk, err := topics.CreateBucketIfNotExists(name)
 			if err != nil {
 				return err
 			}
-			if err := bk.Put(idKey(int64(m.ID)), encodeRecord(&m, "")); err != nil {
+			if err := bk.Put(idKey(int64(m.ID)), encodeRecord(&m, key)); err != nil {
 				return err
 			}
 			if err := counts.Put(name, binary.BigEndian.AppendUint64(nil, uint64(getCount(counts, name)+1))); err != nil {
@@ -71,7 +82,7 @@ func fileVersion(t *testing.T, path string) uint64 {
 
 // TestBoltOpensVersion1 opens a file of layout version 1, which had no
 // idempotency keys: its messages read as they were, new messages keep
-// their keys beside them, and the file is marked version 2.
+// their keys beside them, and the file is marked version 3.
 func TestBoltOpensVersion1(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -112,6 +123,67 @@ func TestBoltOpensVersion1(t *testing.T) {
 	if v := fileVersion(t, path); v != boltVersion {
 		t.Errorf("layout version after opening = %d, want %d", v, boltVersion)
 	}
+}
+
+// TestBoltOpensVersion2 opens a file of layout version 2, which had keys
+// but no log: its messages and keys read as they were, new messages go
+// through the log and survive a crash, the file is marked version 3, and a
+// reader of version 2 would refuse it.
+func TestBoltOpensVersion2(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "history.db")
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	old := []pubsub.Message{
+		{ID: 1000, Topic: "chat", From: "alice", Payload: json.RawMessage(`{"n":1}`), Timestamp: at},
+		{ID: 1010, Topic: "chat", From: "bob", Metadata: map[string]string{"k": "v"}, Payload: json.RawMessage(`{"n":2}`), Timestamp: at.Add(time.Millisecond)},
+	}
+	writeVersion(t, path, 2, "room", old, []string{"k1", ""})
+
+	s, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatalf("OpenBolt(version 2 file) = %v", err)
+	}
+	if v := s.fileVersionOpen(t); v != boltVersion {
+		t.Errorf("layout version once opened = %d, want %d", v, boltVersion)
+	}
+	fresh := pubsub.Message{ID: 1020, Topic: "chat", From: "alice", Payload: json.RawMessage(`{"n":3}`), Timestamp: at.Add(2 * time.Millisecond)}
+	if err := s.AppendKey(ctx, "room", fresh, "k3"); err != nil {
+		t.Fatalf("AppendKey = %v", err)
+	}
+	s.Crash()
+
+	s, err = OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatalf("OpenBolt after a crash = %v", err)
+	}
+	defer s.Close()
+	page, err := s.Query(ctx, "room", Query{Topic: "chat", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]pubsub.Message(nil), old...), fresh)
+	for i := range want {
+		want[i].Persisted = true
+	}
+	if diff := cmp.Diff(want, page.Messages); diff != "" {
+		t.Errorf("history of an upgraded file after a crash (-want +got):\n%s", diff)
+	}
+	keys, err := s.Keys(ctx, "room", KeyQuery{Topic: "chat"})
+	if err != nil || len(keys) != 2 || keys[0].Key != "k3" || keys[1].Key != "k1" {
+		t.Errorf("Keys = %+v, %v; want k3 then k1", keys, err)
+	}
+}
+
+// fileVersionOpen reads the layout version of s's file while it is open.
+func (s *Bolt) fileVersionOpen(t *testing.T) uint64 {
+	t.Helper()
+	var v uint64
+	s.db.View(func(tx *bolt.Tx) error {
+		v = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keyVersion))
+		return nil
+	})
+	return v
 }
 
 // TestBoltUnknownVersion refuses a file from a later layout version.

@@ -183,18 +183,13 @@ func TestBoltRetentionBoundsFile(t *testing.T) {
 				}
 			}()
 		}
-		done := make(chan struct{})
-		go func() {
-			wg.Wait()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(waitTimeout):
-			t.Fatalf("the appenders still running after %v", waitTimeout)
-		}
+		waitGroup(t, &wg, "the appenders")
 	}
 	size := func() int64 {
+		// The file as the log's checkpoints leave it.
+		if err := s.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)

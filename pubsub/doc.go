@@ -21,7 +21,9 @@
 // encode, at most 32 KiB (32768 bytes) once encoded, whose arrays and objects
 // nest at most 64 levels ([MaxPayloadDepth]); a json.RawMessage is sent as it
 // is. The Room checks both before anything leaves the process, and the hub
-// checks them again. The depth limit leaves room for the envelopes a message
+// checks them again, unless the request is the one a Room in the same process
+// checked (see [CheckPublish]): nothing that crosses a network is trusted.
+// The depth limit leaves room for the envelopes a message
 // travels in, so that whatever the hub accepts, every client can decode.
 //
 // # Delivery

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/plazahq/plaza/topic"
 )
@@ -157,20 +158,34 @@ func (r *Room) Publish(ctx context.Context, topicName string, payload any, opts 
 	if err := CheckTopic(topicName); err != nil {
 		return Message{}, err
 	}
-	p, err := encodePayload(payload)
-	if err != nil {
-		return Message{}, err
+	req := PublishRequest{Topic: topicName}
+	if raw, ok := payload.(json.RawMessage); ok {
+		if err := CheckPayload(raw); err != nil {
+			return Message{}, err
+		}
+		// The hub keeps the payload, so it gets a copy; the idempotency
+		// key shares its allocation.
+		req.Payload, req.IdempotencyKey = r.withKey(raw)
+	} else {
+		p, err := json.Marshal(payload)
+		if err != nil {
+			return Message{}, &Error{Code: CodeInvalidPayload, Message: err.Error(), Err: err}
+		}
+		// Valid JSON, but perhaps too large or nested too deeply.
+		if err := CheckPayload(p); err != nil {
+			return Message{}, err
+		}
+		req.Payload, req.IdempotencyKey = p, r.nextKey()
 	}
-	req := PublishRequest{Topic: topicName, Payload: p}
 	if len(opts) > 0 {
 		req = withOptions(req, opts) // keeps req on the stack without options
 	}
 	if err := checkPublishExtras(&req); err != nil { // topic and payload checked above
 		return Message{}, err
 	}
-	req.IdempotencyKey = r.nextKey()
+	req.checked = markChecked(&req)
 	var m Message
-	err = r.retry(ctx, func(c Conn) error {
+	err := r.retry(ctx, func(c Conn) error {
 		var err error
 		m, err = c.Publish(ctx, req)
 		return err
@@ -190,28 +205,30 @@ func withOptions(req PublishRequest, opts []PublishOption) PublishRequest {
 	return *r
 }
 
-func encodePayload(payload any) ([]byte, error) {
-	if raw, ok := payload.(json.RawMessage); ok {
-		if err := CheckPayload(raw); err != nil {
-			return nil, err
-		}
-		return append([]byte(nil), raw...), nil
-	}
-	p, err := json.Marshal(payload)
-	if err != nil {
-		return nil, &Error{Code: CodeInvalidPayload, Message: err.Error(), Err: err}
-	}
-	// Valid JSON, but perhaps too large or nested too deeply.
-	if err := CheckPayload(p); err != nil {
-		return nil, err
-	}
-	return p, nil
+// maxKeyLen bounds the length of the Room's idempotency keys: the prefix
+// and a base-36 uint64.
+const maxKeyLen = 48
+
+// nextKey returns the Room's next idempotency key.
+func (r *Room) nextKey() string {
+	var b [maxKeyLen]byte
+	return string(r.appendKey(b[:0]))
 }
 
-func (r *Room) nextKey() string {
-	var b [48]byte
-	k := append(b[:0], r.keyID...)
-	return string(strconv.AppendUint(k, r.seq.Add(1), 36))
+func (r *Room) appendKey(b []byte) []byte {
+	b = append(b, r.keyID...)
+	return strconv.AppendUint(b, r.seq.Add(1), 36)
+}
+
+// withKey returns a copy of payload and the Room's next idempotency key,
+// both in one allocation. Neither is ever written again: the payload's
+// capacity ends where the key starts.
+func (r *Room) withKey(payload []byte) ([]byte, string) {
+	b := make([]byte, len(payload), len(payload)+maxKeyLen)
+	copy(b, payload)
+	b = r.appendKey(b)
+	key := b[len(payload):]
+	return b[:len(payload):len(payload)], unsafe.String(unsafe.SliceData(key), len(key))
 }
 
 // GetHistory returns one page of topic's history, oldest message first. With

@@ -125,6 +125,10 @@ type PublishRequest struct {
 	// confirms a repeated key from the same client with the message it
 	// confirmed the first time, within its deduplication window.
 	IdempotencyKey string
+
+	// checked is set by Room.Publish once it validated Topic and Payload,
+	// so that a hub in the same process need not validate them again.
+	checked checkedMark
 }
 
 // SubscribeRequest is one wire subscription.

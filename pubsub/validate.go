@@ -73,15 +73,44 @@ func CheckPayload(p []byte) error {
 
 // CheckPublish validates everything in a publish request. The Room calls it
 // before anything reaches the transport, and the hub calls it again for
-// clients that skip the Room.
+// clients that skip the Room: whatever arrives over a network, or from code
+// that builds its own PublishRequest, is checked in full.
+//
+// A request Room.Publish built carries an unexported mark that its topic and
+// payload passed these checks. CheckPublish skips those two checks (the
+// costly part, a walk of the whole payload) while the request still holds
+// the very topic and payload slice the Room checked; a request whose Topic
+// or Payload was replaced since is checked in full. The mark cannot be set
+// outside this package and does not travel over the wire.
 func CheckPublish(req *PublishRequest) error {
-	if err := CheckTopic(req.Topic); err != nil {
-		return err
-	}
-	if err := CheckPayload(req.Payload); err != nil {
-		return err
+	if !req.checked.holds(req) {
+		if err := CheckTopic(req.Topic); err != nil {
+			return err
+		}
+		if err := CheckPayload(req.Payload); err != nil {
+			return err
+		}
 	}
 	return checkPublishExtras(req)
+}
+
+// checkedMark records which topic and payload of a PublishRequest passed
+// CheckTopic and CheckPayload. The zero mark holds for no request.
+type checkedMark struct {
+	topic   string
+	payload *byte // the payload's first byte; a valid payload is never empty
+	n       int   // and its length
+}
+
+// markChecked returns the mark of req's current topic and payload. Call it
+// only once they passed CheckTopic and CheckPayload.
+func markChecked(req *PublishRequest) checkedMark {
+	return checkedMark{topic: req.Topic, payload: &req.Payload[0], n: len(req.Payload)}
+}
+
+// holds reports whether req still has the topic and payload of the mark.
+func (c *checkedMark) holds(req *PublishRequest) bool {
+	return c.payload != nil && len(req.Payload) == c.n && &req.Payload[0] == c.payload && req.Topic == c.topic
 }
 
 // checkPublishExtras validates the parts of a publish besides topic and

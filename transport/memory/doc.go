@@ -6,7 +6,8 @@
 // [Hub.Stats] to watch what the hub does and [Hub.Disconnect] to cut a
 // client off as a network failure would, for example to test reconnects.
 //
-// A publish is validated, authorized ([Options.Authorize]), checked against
+// A publish is validated ([pubsub.CheckPublish]: the topic and payload of a
+// request a Room built are not walked a second time), authorized ([Options.Authorize]), checked against
 // the room and topic's rate cap ([Options.PublishRate]), deduplicated by its
 // idempotency key ([Options.DedupWindow]), stamped with an id and a time,
 // appended to history ([Options.Store]) unless it asks not to be, and fanned
@@ -44,8 +45,8 @@
 // history.Pipeliner), a persisted publish does not hold its topic while its
 // commit is written: the hub queues it for the store's next commit in id
 // order, releases the topic, waits for the commit, and then fans it out
-// behind the publishes queued before it. Publishers of one topic therefore
-// share fsyncs, messages still reach subscribers in id order, and Publish
+// behind the publishes queued before it. Publishers of one topic (and, with
+// history.OpenBolt, of every topic) therefore share fsyncs, messages still reach subscribers in id order, and Publish
 // returns only once the message is on disk. A retry of a publish still
 // waiting for its commit waits for it and returns the same message.
 //
