@@ -171,7 +171,9 @@ func TestSameMessageForEveryReceiver(t *testing.T) {
 
 func TestSlowConsumer(t *testing.T) {
 	t.Parallel()
-	h, _ := newHub(t, Options{QueueSize: 2})
+	// Room for two of the messages below, not three.
+	size := queuedSize(&pubsub.Message{Topic: "chat", From: "alice", Payload: payload(1)})
+	h, _ := newHub(t, Options{QueueBytes: 2*size + size/2})
 	a := connect(t, h, "lobby", "alice")
 	slow := connect(t, h, "lobby", "slow")
 	fast := connect(t, h, "lobby", "fast")
@@ -217,7 +219,7 @@ func TestSlowConsumer(t *testing.T) {
 // every subscriber sees the messages in id order.
 func TestTopicOrder(t *testing.T) {
 	t.Parallel()
-	h, _ := newHub(t, Options{Clock: pubsub.SystemClock{}, QueueSize: 4096})
+	h, _ := newHub(t, Options{Clock: pubsub.SystemClock{}})
 	const publishers, each = 4, 200
 	subs := make([]pubsub.Conn, 3)
 	for i := range subs {
