@@ -180,7 +180,7 @@ func TestLeaveFromHandler(t *testing.T) {
 
 func TestSlowConsumerIsDroppedAndRecovers(t *testing.T) {
 	t.Parallel()
-	hub, err := memory.New(memory.Options{QueueSize: 4})
+	hub, err := memory.New(memory.Options{QueueBytes: 300}) // a few of the messages below
 	if err != nil {
 		t.Fatal(err)
 	}
