@@ -94,7 +94,8 @@
 // order even across topics. Handlers may call the Room (publish, subscribe,
 // unsubscribe, even Leave) but should not block for long: a slow handler
 // delays the Room's other handlers. It never blocks a publisher or another
-// Room; the hub bounds each connection's queue and, when it overflows, drops
-// the connection as a slow consumer, which the Room then replaces (with
-// GapFill, losing nothing that was persisted).
+// Room; the hub bounds each connection's queue in bytes (ConnectRequest,
+// memory.Options.QueueBytes) and, when it overflows, drops the connection as
+// a slow consumer, which the Room then replaces (with GapFill, losing nothing
+// that was persisted).
 package pubsub
