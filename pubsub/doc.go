@@ -85,6 +85,12 @@
 // the persisted messages it missed, from history, in id order and once,
 // leaving out those from its own client id. Messages published with
 // Persist(false) while it was away are gone.
+// JoinOptions.OnState tells the application when that happens: connected,
+// disconnected and why (a StateChange.Err with SLOW_CONSUMER when the Room
+// fell too far behind), reconnected and whether the gap was recovered
+// completely (StateChange.Recovered: false without GapFill, with pattern
+// subscriptions, or when history could not be read to its end), in order
+// with the handlers' messages.
 //
 // # Concurrency
 //
