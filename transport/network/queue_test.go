@@ -196,4 +196,3 @@ func benchStalled(b *testing.B, n, stalled int) {
 	r.report(b, elapsed, n)
 	b.ReportMetric(float64(hub.Stats().SlowConsumers), "dropped")
 }
-
