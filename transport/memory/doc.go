@@ -17,7 +17,7 @@
 // Every connection has a delivery queue bounded in bytes
 // ([Options.QueueBytes], 1 MiB unless set, or the connection's own
 // [pubsub.ConnectRequest].QueueBytes): the channel its Messages method
-// returns, which holds 32 messages, and behind it a backlog that grows on
+// returns, which holds 128 messages, and behind it a backlog that grows on
 // demand and that a goroutine of the connection moves into the channel,
 // in order, while there is one. An idle connection thus holds no more than
 // the channel. A message counts against the bound with the lengths of its
@@ -30,7 +30,7 @@
 // its backlog is let go; other connections are not affected. The Messages
 // channel is never closed, because a publisher may be sending on it at that
 // moment; select on Done as well. After Done it still holds what was in it,
-// at most 32 messages.
+// at most 128 messages.
 //
 // The messages of one topic reach every subscriber in id order. A message
 // reaches a connection once, even when several of its subscriptions (a

@@ -4,7 +4,7 @@ import "github.com/plazahq/plaza/pubsub"
 
 // handSlots is the buffer of a connection's Messages channel: how many
 // messages it holds before the rest wait in the connection's backlog.
-const handSlots = 32
+const handSlots = 128
 
 // MessageOverhead is what [Options.QueueBytes] counts for a queued message
 // on top of the lengths of its payload, topic, sender, recipients and

@@ -337,8 +337,10 @@
 // receivers on loopback an event stream delivers about 0.85 times as many
 // messages per second as a WebSocket (BenchmarkSSEFanout). An idle connection costs two parked
 // goroutines with small stacks, small socket buffers and its hub connection;
-// frame buffers come from a shared pool. With a hub queue of 256 messages that
-// is about 11 KB of heap and stack per connection (BenchmarkIdleConnMemory).
+// frame buffers come from a shared pool. A hub queue holds no backlog while
+// its connection keeps up, whatever its bound: with transport/memory's
+// defaults that is about 14 KB of heap and stack per connection
+// (BenchmarkIdleConnMemory).
 //
 // # Concurrency
 //
