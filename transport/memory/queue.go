@@ -58,12 +58,14 @@ func (q *queue) settle(extra int) {
 	}
 }
 
-// record counts m, of size n, which has just been sent to the channel.
-// Call it with conn.qmu held.
-func (q *queue) record(n int) {
-	q.settle(1)
-	q.sizes[(q.head+q.inCh)%handSlots] = int32(n)
-	q.inCh++
+// record counts ms, just sent to the channel in this order. Call it with
+// conn.qmu held.
+func (q *queue) record(ms ...*pubsub.Message) {
+	q.settle(len(ms))
+	for _, m := range ms {
+		q.sizes[(q.head+q.inCh)%handSlots] = int32(queuedSize(m))
+		q.inCh++
+	}
 }
 
 // push puts m, of size n (its queuedSize), in c's queue without waiting.
@@ -83,7 +85,9 @@ func (c *conn) push(m *pubsub.Message, n int) bool {
 	if !q.pumping {
 		select {
 		case q.ch <- m:
-			q.record(n)
+			q.settle(1)
+			q.sizes[(q.head+q.inCh)%handSlots] = int32(n)
+			q.inCh++
 			return true
 		default:
 		}
@@ -111,21 +115,38 @@ func (c *conn) pump() {
 		batch := q.backlog
 		q.backlog, q.spare = q.spare[:0], nil
 		c.qmu.Unlock()
-		for i, m := range batch {
-			select {
-			case q.ch <- m:
-			case <-c.done:
-				clear(batch)
-				c.qmu.Lock()
-				q.pumping = false
-				q.backlog, q.spare = nil, nil
-				c.qmu.Unlock()
-				return
+		for i := 0; i < len(batch); {
+			// Send what fits without waiting, at most what the ring of
+			// sizes holds, then count it under one lock; wait only when the
+			// channel is full.
+			j := i
+		fill:
+			for j < len(batch) && j-i < handSlots {
+				select {
+				case q.ch <- batch[j]:
+					j++
+				default:
+					break fill
+				}
+			}
+			if j == i {
+				select {
+				case q.ch <- batch[i]:
+					j++
+				case <-c.done:
+					clear(batch)
+					c.qmu.Lock()
+					q.pumping = false
+					q.backlog, q.spare = nil, nil
+					c.qmu.Unlock()
+					return
+				}
 			}
 			c.qmu.Lock()
-			q.record(queuedSize(m))
+			q.record(batch[i:j]...)
 			c.qmu.Unlock()
-			batch[i] = nil
+			clear(batch[i:j])
+			i = j
 		}
 		c.qmu.Lock()
 		q.spare = batch[:0]
