@@ -96,7 +96,7 @@ func (tl *timeline) waitFor(t *testing.T, prefix string) []string {
 // filled messages.
 func TestOnStateSlowConsumer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hub := bubbleHub(t, memory.Options{QueueBytes: 300}) // a few of the messages below
+		hub := bubbleHub(t, memory.Options{QueueBytes: 300}) // past the channel, a few of the messages below
 		ctx := context.Background()
 		alice := join(t, hub, "alice", nil)
 		defer alice.Leave(ctx)
@@ -111,7 +111,7 @@ func TestOnStateSlowConsumer(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		const n = 20
+		const n = memory.ChannelSlots + 20
 		for i := 1; i <= n; i++ {
 			if _, err := alice.Publish(ctx, "chat", i); err != nil {
 				t.Fatalf("Publish(%d) = %v", i, err)

@@ -29,9 +29,8 @@ type ConnectRequest struct {
 	// Token carries credentials for hubs that need them.
 	Token string
 	// QueueBytes, when positive, bounds how far this connection may fall
-	// behind, in bytes of messages delivered but not yet taken from
-	// Messages, instead of the hub's own bound: past it the hub drops the
-	// connection with SLOW_CONSUMER. transport/memory honours it (see
+	// behind, in bytes of messages waiting for it, instead of the hub's own
+	// bound: past it the hub drops the connection with SLOW_CONSUMER. transport/memory honours it (see
 	// memory.Options.QueueBytes for how a message is counted), and
 	// transport/network's server passes its Options.QueueBytes in it. Zero
 	// means the hub's bound.

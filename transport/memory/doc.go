@@ -14,15 +14,16 @@
 //
 // # Delivery and overflow
 //
-// Every connection has a delivery queue bounded in bytes
-// ([Options.QueueBytes], 1 MiB unless set, or the connection's own
-// [pubsub.ConnectRequest].QueueBytes): the channel its Messages method
-// returns, which holds 128 messages, and behind it a backlog that grows on
-// demand and that a goroutine of the connection moves into the channel,
-// in order, while there is one. An idle connection thus holds no more than
-// the channel. A message counts against the bound with the lengths of its
-// payload, topic, sender, recipients and metadata plus [MessageOverhead],
-// from its delivery until the reader takes it from the channel.
+// Every connection has a delivery queue: the channel its Messages method
+// returns, which holds [ChannelSlots] (128) messages, and behind it a
+// backlog bounded in bytes ([Options.QueueBytes], 1 MiB unless set, or the
+// connection's own [pubsub.ConnectRequest].QueueBytes) that grows on demand
+// and that a goroutine of the connection moves into the channel, in order,
+// while there is one. While the channel has room a delivery is a plain
+// send on it; an idle connection holds no more than the channel. A message
+// in the backlog counts against the bound with the lengths of its payload,
+// topic, sender, recipients and metadata plus [MessageOverhead], so a
+// connection holds at most its bound plus 128 messages.
 //
 // Publish never waits for a subscriber: when a message would take a
 // connection beyond its bound, the hub drops that connection instead. Its

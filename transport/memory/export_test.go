@@ -8,8 +8,4 @@ import "github.com/plazahq/plaza/pubsub"
 func SetAfterCommit(h *Hub, f func(*pubsub.Message)) { h.afterCommit = f }
 
 // pumping reports whether c's backlog is still being handed over.
-func (c *conn) pumping() bool {
-	c.qmu.Lock()
-	defer c.qmu.Unlock()
-	return c.q.pumping
-}
+func (c *conn) pumping() bool { return c.q.pumping.Load() }

@@ -54,12 +54,12 @@ type Options struct {
 	Authorize func(ctx context.Context, a pubsub.Access) error
 
 	// QueueBytes bounds how far each connection may fall behind: the bytes
-	// of the messages delivered to it that it has not taken from its
-	// Messages channel yet, each counted as the lengths of its payload,
+	// of the messages waiting for it beyond the ChannelSlots (128) its
+	// Messages channel holds, each counted as the lengths of its payload,
 	// topic, sender, recipients and metadata plus MessageOverhead. A message
 	// that would take a connection beyond its bound drops the connection
 	// instead, with SLOW_CONSUMER; other connections are not affected. The
-	// queue grows on demand, so only a connection that falls behind holds
+	// backlog grows on demand, so only a connection that falls behind holds
 	// that much. A connection may ask for another bound
 	// (pubsub.ConnectRequest.QueueBytes), as transport/network's server
 	// does for its clients. Zero means DefaultQueueBytes (1 MiB).
@@ -306,7 +306,7 @@ func (h *Hub) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Co
 		subs:   make(map[string]*sub),
 		bound:  h.queueBytes,
 	}
-	c.q.ch = make(chan *pubsub.Message, handSlots)
+	c.q.ch = make(chan *pubsub.Message, ChannelSlots)
 	if req.QueueBytes > 0 {
 		c.bound = req.QueueBytes
 	}

@@ -120,9 +120,9 @@ func TestQueueBytes(t *testing.T) {
 			}
 			t.Cleanup(func() { c.Close() })
 			subscribe(t, c, "chat", 0)
-			// A message always fits an empty queue; then as many as the
-			// bound holds.
-			wantFit := max(1, tt.want/size)
+			// The channel's slots, then a message always fits an empty
+			// backlog; then as many as the bound holds.
+			wantFit := ChannelSlots + max(1, tt.want/size)
 			for i := 1; i <= wantFit+1; i++ {
 				publish(t, pub, pubsub.PublishRequest{Topic: "chat", Payload: body})
 				dropped := c.Err() != nil
@@ -133,7 +133,7 @@ func TestQueueBytes(t *testing.T) {
 			wantCode(t, "Err()", c.Err(), pubsub.CodeSlowConsumer)
 			// The backlog is let go with the connection; what its channel
 			// held stays.
-			if got, want := len(received(c)), min(wantFit, handSlots); got != want {
+			if got, want := len(received(c)), ChannelSlots; got != want {
 				t.Errorf("the dropped connection's channel holds %d messages, want %d", got, want)
 			}
 		})
@@ -149,7 +149,7 @@ func TestBacklogOrder(t *testing.T) {
 	pub := connect(t, h, "lobby", "pub")
 	c := connect(t, h, "lobby", "sub")
 	subscribe(t, c, "chat", 0)
-	const n = 20 * handSlots
+	const n = 20 * ChannelSlots
 	for i := range n {
 		publish(t, pub, pubsub.PublishRequest{Topic: "chat", Payload: payload(i)})
 	}
@@ -171,11 +171,10 @@ func TestBacklogOrder(t *testing.T) {
 	hc := c.(*conn)
 	waitFor(t, "the backlog's hand-over to end", func() bool { return !hc.pumping() })
 	hc.qmu.Lock()
-	hc.q.settle(0)
-	q := hc.q
+	bytes, backlog, spare := hc.q.bytes.Load(), cap(hc.q.backlog), cap(hc.q.spare)
 	hc.qmu.Unlock()
-	if q.bytes != 0 || cap(q.backlog) != 0 || cap(q.spare) != 0 {
-		t.Errorf("caught up: queue counts %d bytes and keeps buffers of %d and %d messages, want none", q.bytes, cap(q.backlog), cap(q.spare))
+	if bytes != 0 || backlog != 0 || spare != 0 {
+		t.Errorf("caught up: queue counts %d bytes and keeps buffers of %d and %d messages, want none", bytes, backlog, spare)
 	}
 }
 

@@ -1,10 +1,15 @@
 package memory
 
-import "github.com/plazahq/plaza/pubsub"
+import (
+	"sync/atomic"
 
-// handSlots is the buffer of a connection's Messages channel: how many
-// messages it holds before the rest wait in the connection's backlog.
-const handSlots = 128
+	"github.com/plazahq/plaza/pubsub"
+)
+
+// ChannelSlots is how many messages the channel a connection's Messages
+// method returns holds. Messages beyond them wait in the connection's
+// backlog, which Options.QueueBytes bounds.
+const ChannelSlots = 128
 
 // MessageOverhead is what [Options.QueueBytes] counts for a queued message
 // on top of the lengths of its payload, topic, sender, recipients and
@@ -27,74 +32,48 @@ func queuedSize(m *pubsub.Message) int {
 
 // queue is a connection's delivery queue: the Messages channel, and behind
 // it a backlog that grows on demand and is moved into the channel by a
-// goroutine (pump) that runs only while the backlog is not empty. Together
-// they hold at most bound bytes, counted by queuedSize, so that an idle
-// connection costs a small channel and a stalled one at most its bound.
-//
-// The bytes in the channel are counted until the reader takes them out:
-// sizes records the size of each message sent to the channel, oldest
-// first, and settle forgets those the reader has taken, which are the
-// oldest, by comparing how many were sent with how many remain.
+// goroutine (pump) that runs only while the backlog is not empty. While no
+// pump runs a delivery is a plain send on the channel; the backlog, counted
+// by queuedSize, holds at most the connection's bound, so that an idle
+// connection costs a small channel and a stalled one at most its bound
+// beyond the channel's ChannelSlots messages.
 type queue struct {
-	ch chan *pubsub.Message // never closed
+	ch      chan *pubsub.Message // never closed
+	pumping atomic.Bool          // a pump runs; deliveries go to the backlog
+	bytes   atomic.Int64         // of the backlog and of what the pump holds
 
 	// Guarded by conn.qmu.
-	bytes   int               // queued: in the channel or the backlog
-	sizes   [handSlots]int32  // of the messages sent to ch, a ring
-	head    int               // index in sizes of the oldest
-	inCh    int               // messages recorded in sizes
 	backlog []*pubsub.Message // waiting behind ch, oldest first
 	spare   []*pubsub.Message // the backlog's other buffer
-	pumping bool              // a pump runs; only it sends to ch
-}
-
-// settle forgets the messages the reader has taken from the channel, given
-// that extra of those in the channel are not recorded yet. Call it with
-// conn.qmu held.
-func (q *queue) settle(extra int) {
-	for n := max(len(q.ch)-extra, 0); q.inCh > n; q.inCh-- {
-		q.bytes -= int(q.sizes[q.head])
-		q.head = (q.head + 1) % handSlots
-	}
-}
-
-// record counts ms, just sent to the channel in this order. Call it with
-// conn.qmu held.
-func (q *queue) record(ms ...*pubsub.Message) {
-	q.settle(len(ms))
-	for _, m := range ms {
-		q.sizes[(q.head+q.inCh)%handSlots] = int32(queuedSize(m))
-		q.inCh++
-	}
 }
 
 // push puts m, of size n (its queuedSize), in c's queue without waiting.
-// It reports false when the queue already holds bytes and m would take it
-// beyond its bound: the caller then drops c. A message that finds the
-// queue empty always fits, so one larger than the bound is delivered to a
-// connection that keeps up.
+// It reports false when the channel is full, the backlog holds messages and
+// m would take it beyond c's bound: the caller then drops c. A message that
+// finds the backlog empty always fits, so one larger than the bound is
+// delivered to a connection that keeps up.
+//
+// The messages of one topic are pushed one at a time (under the topic's
+// lock), so they stay in order: once one has gone to the backlog, the
+// pump is running and the next goes there too.
 func (c *conn) push(m *pubsub.Message, n int) bool {
 	q := &c.q
-	c.qmu.Lock()
-	defer c.qmu.Unlock()
-	q.settle(0)
-	if q.bytes > 0 && q.bytes+n > c.bound {
-		return false
-	}
-	q.bytes += n
-	if !q.pumping {
+	if !q.pumping.Load() {
 		select {
 		case q.ch <- m:
-			q.settle(1)
-			q.sizes[(q.head+q.inCh)%handSlots] = int32(n)
-			q.inCh++
 			return true
 		default:
 		}
 	}
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if b := q.bytes.Load(); b > 0 && b+int64(n) > int64(c.bound) {
+		return false
+	}
+	q.bytes.Add(int64(n))
 	q.backlog = append(q.backlog, m)
-	if !q.pumping {
-		q.pumping = true
+	if !q.pumping.Load() {
+		q.pumping.Store(true)
 		go c.pump()
 	}
 	return true
@@ -107,8 +86,9 @@ func (c *conn) pump() {
 	for {
 		c.qmu.Lock()
 		if len(q.backlog) == 0 || c.state.Load() != stateLive {
-			q.pumping = false
 			q.backlog, q.spare = nil, nil // an idle connection holds no backlog
+			q.bytes.Store(0)
+			q.pumping.Store(false)
 			c.qmu.Unlock()
 			return
 		}
@@ -116,12 +96,11 @@ func (c *conn) pump() {
 		q.backlog, q.spare = q.spare[:0], nil
 		c.qmu.Unlock()
 		for i := 0; i < len(batch); {
-			// Send what fits without waiting, at most what the ring of
-			// sizes holds, then count it under one lock; wait only when the
-			// channel is full.
+			// Send what fits without waiting; wait only when the channel is
+			// full.
 			j := i
 		fill:
-			for j < len(batch) && j-i < handSlots {
+			for j < len(batch) {
 				select {
 				case q.ch <- batch[j]:
 					j++
@@ -136,15 +115,18 @@ func (c *conn) pump() {
 				case <-c.done:
 					clear(batch)
 					c.qmu.Lock()
-					q.pumping = false
 					q.backlog, q.spare = nil, nil
+					q.bytes.Store(0)
+					q.pumping.Store(false)
 					c.qmu.Unlock()
 					return
 				}
 			}
-			c.qmu.Lock()
-			q.record(batch[i:j]...)
-			c.qmu.Unlock()
+			n := 0
+			for _, m := range batch[i:j] {
+				n += queuedSize(m)
+			}
+			q.bytes.Add(-int64(n))
 			clear(batch[i:j])
 			i = j
 		}

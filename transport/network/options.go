@@ -117,8 +117,9 @@ type Options struct {
 	Heartbeat time.Duration
 
 	// QueueBytes bounds how far one connection or event stream may fall
-	// behind while its socket is busy: the bytes of the messages delivered
-	// to it and not yet written. The server passes it to the hub as the
+	// behind while its socket is busy: the bytes of the messages waiting to
+	// be written (with transport/memory, those beyond the 128 its hub
+	// connection's channel holds). The server passes it to the hub as the
 	// connection's pubsub.ConnectRequest.QueueBytes, so that the hub's queue
 	// is the only one and this is the only bound: a client that would go
 	// beyond it is dropped by the hub with SLOW_CONSUMER and closed with

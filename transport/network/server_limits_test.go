@@ -257,10 +257,11 @@ func TestClientDetectsSilentServer(t *testing.T) {
 // server's QueueBytes bound it, or its write timed out.
 func TestSlowConsumer(t *testing.T) {
 	t.Parallel()
-	const n = 64
+	const n = memory.ChannelSlots + 64 // beyond the hub connection's channel
 	payload := []byte(`"` + strings.Repeat("x", 16<<10) + `"`)
-	// The slow client's socket and its buffers hold a few of the messages;
-	// the queue bounds below hold 4 more.
+	// The slow client's socket and its buffers hold a few of the messages,
+	// the hub connection's channel memory.ChannelSlots; the queue bounds
+	// below hold 4 more.
 	bound := 4 * (len(payload) + len("chat") + len("pub") + memory.MessageOverhead)
 	tests := []struct {
 		name       string
