@@ -107,7 +107,7 @@ func benchChannels(b *testing.B, n int) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range chans {
-		chans[i] = make(chan *pubsub.Message, memory.DefaultQueueSize)
+		chans[i] = make(chan *pubsub.Message, 1024)
 		wg.Add(1)
 		go func(ch chan *pubsub.Message) {
 			defer wg.Done()

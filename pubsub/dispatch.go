@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/bwmarrin/snowflake"
+
+	"github.com/plazahq/plaza/topic"
 )
 
 // IDAt returns the smallest id a hub can assign at t. With After it asks for
@@ -24,7 +26,9 @@ func idAt(t time.Time) ID { return IDAt(t) - 1 }
 // messages held by rate caps, and reconnects when the connection is lost.
 func (r *Room) run(conn Conn) {
 	defer close(r.done)
+	r.state(StateChange{State: StateConnected})
 	for r.serve(conn) {
+		r.state(StateChange{State: StateDisconnected, Err: conn.Err()})
 		var ok bool
 		if conn, ok = r.reconnect(conn); !ok {
 			return
@@ -258,21 +262,26 @@ func (r *Room) reconnect(lost Conn) (Conn, bool) {
 			}
 			continue
 		}
-		if !r.resubscribe(ctx, conn) {
+		ok, all := r.resubscribe(ctx, conn)
+		if !ok {
 			_ = conn.Close()
 			continue
 		}
+		recovered := false
 		if r.opts.GapFill {
-			r.gapFill(ctx, conn)
+			recovered = r.gapFill(ctx, conn) && all
 		}
 		r.stats.reconnects.Add(1) // counted once the gap is filled
+		r.state(StateChange{State: StateReconnected, Recovered: recovered})
 		return conn, true
 	}
 }
 
 // resubscribe subscribes conn to every wire topic and makes it the Room's
-// connection. It reports false if conn was lost meanwhile.
-func (r *Room) resubscribe(ctx context.Context, conn Conn) bool {
+// connection. It reports false if conn was lost meanwhile; all is false when
+// a topic was refused or the Room holds a pattern, which gap fill does not
+// cover.
+func (r *Room) resubscribe(ctx context.Context, conn Conn) (ok, all bool) {
 	r.wireMu.Lock()
 	defer r.wireMu.Unlock()
 	r.mu.Lock()
@@ -281,30 +290,36 @@ func (r *Room) resubscribe(ctx context.Context, conn Conn) bool {
 		reqs = append(reqs, SubscribeRequest{Topic: wt.name, Rate: wt.wireRate})
 	}
 	r.mu.Unlock()
+	all = true
 	for _, req := range reqs {
 		err := asNetwork(conn.Subscribe(ctx, req))
 		if errors.Is(err, ErrNetwork) || ctx.Err() != nil {
-			return false
+			return false, false
 		}
 		if err != nil {
+			all = false
 			r.report(&Error{Code: CodeOf(err), Message: "re-subscribing to " + req.Topic + ": " + err.Error(), Err: err})
+		}
+		if topic.IsPattern(req.Topic) {
+			all = false
 		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return false
+		return false, false
 	}
 	r.conn = conn
 	close(r.connReady)
-	return true
+	return true, all
 }
 
 // gapFill hands the handlers the persisted messages each exact topic
 // received since the last one the Room saw, merged across topics in id
 // order, once each. It skips messages from the Room's own client id: the
-// Room never sees its own publishes, whichever connection sent them.
-func (r *Room) gapFill(ctx context.Context, conn Conn) {
+// Room never sees its own publishes, whichever connection sent them. It
+// reports whether every topic's history was read to its end.
+func (r *Room) gapFill(ctx context.Context, conn Conn) (complete bool) {
 	// One cursor per topic, holding its current page; the merge takes the
 	// smallest id among the cursors' heads, so memory stays one page per
 	// topic however long the gap.
@@ -315,6 +330,7 @@ func (r *Room) gapFill(ctx context.Context, conn Conn) {
 		after ID
 	}
 	var cs []*cursor
+	complete = true
 	for name, e := range r.idx.Load().exact {
 		if e.wt.lastSeen > 0 {
 			cs = append(cs, &cursor{topic: name, more: true, after: e.wt.lastSeen})
@@ -326,10 +342,13 @@ func (r *Room) gapFill(ctx context.Context, conn Conn) {
 			if ctx.Err() == nil {
 				r.report(&Error{Code: CodeOf(err), Message: "gap fill of " + c.topic + ": " + err.Error(), Err: err})
 			}
-			c.page, c.more = nil, false
+			c.page, c.more, complete = nil, false, false
 			return
 		}
 		c.page, c.more = page.Messages, page.HasMore && len(page.Messages) > 0
+		if page.HasMore && len(page.Messages) == 0 {
+			complete = false // more, says the hub, but it gave none
+		}
 	}
 	for {
 		var next *cursor
@@ -342,7 +361,7 @@ func (r *Room) gapFill(ctx context.Context, conn Conn) {
 			}
 		}
 		if next == nil {
-			return
+			return complete
 		}
 		m := &next.page[0]
 		next.page = next.page[1:]
@@ -368,6 +387,17 @@ func (r *Room) report(err error) {
 	}
 }
 
+// state hands c to JoinOptions.OnState, like report, unless the Room is
+// being left.
+func (r *Room) state(c StateChange) {
+	if r.opts.OnState == nil || r.left.Load() {
+		return
+	}
+	r.inHandler.Store(true)
+	defer r.inHandler.Store(false)
+	r.opts.OnState(c)
+}
+
 // stop ends the Room because the hub refused it.
 func (r *Room) stop(cause error) {
 	r.mu.Lock()
@@ -382,4 +412,5 @@ func (r *Room) stop(cause error) {
 	}
 	r.mu.Unlock()
 	r.report(cause)
+	r.state(StateChange{State: StateStopped, Err: cause})
 }

@@ -87,6 +87,12 @@
 // the persisted messages it missed, from history, in id order and once,
 // leaving out those from its own client id. Messages published with
 // Persist(false) while it was away are gone.
+// JoinOptions.OnState tells the application when that happens: connected,
+// disconnected and why (a StateChange.Err with SLOW_CONSUMER when the Room
+// fell too far behind), reconnected and whether the gap was recovered
+// completely (StateChange.Recovered: false without GapFill, with pattern
+// subscriptions, or when history could not be read to its end), in order
+// with the handlers' messages.
 //
 // # Concurrency
 //
@@ -96,7 +102,8 @@
 // order even across topics. Handlers may call the Room (publish, subscribe,
 // unsubscribe, even Leave) but should not block for long: a slow handler
 // delays the Room's other handlers. It never blocks a publisher or another
-// Room; the hub bounds each connection's queue and, when it overflows, drops
-// the connection as a slow consumer, which the Room then replaces (with
-// GapFill, losing nothing that was persisted).
+// Room; the hub bounds each connection's queue in bytes (ConnectRequest,
+// memory.Options.QueueBytes) and, when it overflows, drops the connection as
+// a slow consumer, which the Room then replaces (with GapFill, losing nothing
+// that was persisted).
 package pubsub

@@ -47,6 +47,17 @@ type JoinOptions struct {
 	// goroutine and must not block. Nil means such errors are dropped.
 	OnError func(error)
 
+	// OnState, when set, is told of every change of the Room's connection
+	// (see ConnState): connected, disconnected and why (SLOW_CONSUMER when
+	// the Room fell too far behind), reconnected and whether the gap was
+	// recovered, stopped. It runs on the Room's goroutine, in order with the
+	// handlers: Disconnected after the last message of the lost connection,
+	// Reconnected after the gap fill's messages and before the new
+	// connection's. It must not block; it may call the Room. Nothing is
+	// reported once Leave has been called. Nil means changes are only
+	// counted (RoomStats.Reconnects).
+	OnState func(StateChange)
+
 	// Clock tells the time for subscription rate caps. Nil means the
 	// system clock.
 	Clock Clock

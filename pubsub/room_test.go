@@ -180,7 +180,9 @@ func TestLeaveFromHandler(t *testing.T) {
 
 func TestSlowConsumerIsDroppedAndRecovers(t *testing.T) {
 	t.Parallel()
-	hub, err := memory.New(memory.Options{QueueSize: 4})
+	// Past the channel, room for a few of the messages below.
+	hub, err := memory.New(memory.Options{QueueBytes: 300})
+	const total = memory.ChannelSlots + 20
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,13 +199,13 @@ func TestSlowConsumerIsDroppedAndRecovers(t *testing.T) {
 	if _, err := pubsub.Subscribe(ctx, bob, "chat", func(_ pubsub.Message, n int) {
 		once.Do(func() { <-gate })
 		got = append(got, n)
-		if len(got) == 20 {
+		if len(got) == total {
 			close(done)
 		}
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for i := 1; i <= 20; i++ {
+	for i := 1; i <= total; i++ {
 		if _, err := alice.Publish(ctx, "chat", i); err != nil {
 			t.Fatalf("Publish(%d) = %v; a stuck subscriber must not block publishers", i, err)
 		}
@@ -212,8 +214,8 @@ func TestSlowConsumerIsDroppedAndRecovers(t *testing.T) {
 		t.Errorf("hub.Stats().SlowConsumers = %d, want 1", n)
 	}
 	openGate()
-	recv(t, done, "the handler to receive all 20 messages")
-	want := make([]int, 20)
+	recv(t, done, "the handler to receive every message")
+	want := make([]int, total)
 	for i := range want {
 		want[i] = i + 1
 	}

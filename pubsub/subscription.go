@@ -46,6 +46,18 @@ func (s *Subscription) Unsubscribe(ctx context.Context) error {
 //
 // Subscribing to a topic nobody has used yet is fine: the handler waits until
 // something is published.
+//
+// Subscribe returns once the hub has confirmed the wire subscription (or the
+// Room already held one with that rate cap): every message the hub confirms
+// after that reaches the handler. If the Room's connection is lost before or
+// during the call, Subscribe still succeeds without that confirmation: the
+// registration is kept, and the Room subscribes again as soon as it has
+// reconnected (JoinOptions.OnState reports both). Messages published in
+// between reach the handler only with GapFill, from history, which starts
+// for a new topic at the moment of the call; StateChange.Recovered says
+// whether that covered everything. Subscribe fails only for a refusal of the
+// hub (PERMISSION_DENIED, TOO_MANY_SUBSCRIPTIONS, …), an invalid topic, a
+// Room that has stopped (NOT_CONNECTED), or ctx ending first.
 func (r *Room) Subscribe(ctx context.Context, topicName string, handler func(Message), opts ...SubscribeOption) (*Subscription, error) {
 	if err := CheckSubscribeTopic(topicName); err != nil {
 		return nil, err

@@ -28,6 +28,13 @@ type ConnectRequest struct {
 	ClientID string
 	// Token carries credentials for hubs that need them.
 	Token string
+	// QueueBytes, when positive, bounds how far this connection may fall
+	// behind, in bytes of messages waiting for it, instead of the hub's own
+	// bound: past it the hub drops the connection with SLOW_CONSUMER. transport/memory honours it (see
+	// memory.Options.QueueBytes for how a message is counted), and
+	// transport/network's server passes its Options.QueueBytes in it. Zero
+	// means the hub's bound.
+	QueueBytes int
 }
 
 // Conn is one client connection to a hub, bound to one room and one identity.
@@ -35,8 +42,9 @@ type ConnectRequest struct {
 // The hub delivers messages of the topics the Conn subscribed to on
 // Messages, in the order it confirmed them, except messages this Conn
 // published itself (no self-echo) and messages addressed with To to other
-// clients. A Conn never blocks the hub: when its queue is full the hub drops
-// the Conn and Err reports SLOW_CONSUMER. A Conn that receives a message, or
+// clients. A Conn never blocks the hub: when its queue reaches its bound
+// (ConnectRequest.QueueBytes) the hub drops the Conn and Err reports
+// SLOW_CONSUMER. A Conn that receives a message, or
 // a frame of messages, it cannot decode delivers it (or returns it in a
 // HistoryPage) with Message.Err set and carries on: one bad message must not
 // cost the connection.

@@ -172,7 +172,7 @@ func newApp(ctx context.Context, cfg config) (*app, error) {
 			a.close(context.Background())
 		}
 	}()
-	hopts := memory.Options{QueueSize: 4096} // room for a burst of events to a slow browser
+	hopts := memory.Options{} // each browser may fall 1 MiB of events behind
 	if !cfg.volatile {
 		if a.hist, err = history.OpenBolt(filepath.Join(cfg.dataDir, "history.db"), history.BoltOptions{}); err != nil {
 			return nil, err

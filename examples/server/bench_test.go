@@ -34,7 +34,7 @@ func BenchmarkObservedFanout(b *testing.B) {
 }
 
 func benchObservedFanout(b *testing.B, observed bool, subs int) {
-	hub, err := memory.New(memory.Options{QueueSize: max(b.N, 1)})
+	hub, err := memory.New(memory.Options{QueueBytes: max(b.N, 1) << 10}) // room for every message of the run
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,13 +102,13 @@ func BenchmarkObservedNetworkFanout(b *testing.B) {
 }
 
 func benchObservedNetworkFanout(b *testing.B, observed bool, subs int) {
-	hub, err := memory.New(memory.Options{QueueSize: max(b.N, network.DefaultSendQueue)})
+	hub, err := memory.New(memory.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer hub.Close()
 	var t pubsub.Transport = hub
-	opts := network.Options{SendQueue: max(b.N, network.DefaultSendQueue)}
+	opts := network.Options{QueueBytes: max(b.N, 1) << 10} // room for every message of the run
 	if observed {
 		m := newServerMetrics()
 		t = observedTransport{Transport: hub, m: m}
@@ -118,7 +118,7 @@ func benchObservedNetworkFanout(b *testing.B, observed bool, subs int) {
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	defer srv.Shutdown(context.Background())
-	client, err := network.NewClient(ts.URL, &network.DialOptions{QueueSize: max(b.N, 1024)})
+	client, err := network.NewClient(ts.URL, &network.DialOptions{QueueBytes: max(b.N, 1) << 10})
 	if err != nil {
 		b.Fatal(err)
 	}

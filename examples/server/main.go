@@ -196,12 +196,9 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 			return err
 		}
 	}
-	hub, err := memory.New(memory.Options{
-		Store: store,
-		// A queue of 256 messages per connection, the server's SendQueue:
-		// a deeper one would only cost memory, 8 bytes a slot.
-		QueueSize: network.DefaultSendQueue,
-	})
+	// Each connection may fall memory.DefaultQueueBytes (1 MiB) behind;
+	// its queue grows only while it does.
+	hub, err := memory.New(memory.Options{Store: store})
 	if err != nil {
 		return err
 	}

@@ -132,7 +132,7 @@ func run(ctx context.Context, cfg config, out io.Writer, ready func(addr string)
 		return err
 	}
 	defer store.Close() // after the hub
-	hub, err := memory.New(memory.Options{Store: store, QueueSize: network.DefaultSendQueue})
+	hub, err := memory.New(memory.Options{Store: store})
 	if err != nil {
 		return err
 	}

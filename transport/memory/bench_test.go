@@ -127,7 +127,7 @@ func BenchmarkHubFanout(b *testing.B) {
 
 // benchHubFanout publishes to topic; every subscriber subscribes to subs.
 func benchHubFanout(b *testing.B, n int, topic string, subs ...string) {
-	h, err := New(Options{QueueSize: max(b.N, 1)})
+	h, err := New(Options{QueueBytes: 1 << 40})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,15 +16,19 @@ import (
 // conn is a connection to a Hub: a pubsub.Conn.
 //
 // Lock order: subMu, then a topic's mu or room.patMu, then the mu of a
-// pattern subscription, then endMu. Hub.mu is never held with another lock.
+// pattern subscription, then endMu or qmu. Hub.mu is never held with
+// another lock.
 type conn struct {
 	h  *Hub
 	r  *room
 	id string
 	// idHash is the hash of id for idempotency keys.
 	idHash uint64
-	msgs   chan *pubsub.Message // never closed
 	done   chan struct{}
+
+	qmu   sync.Mutex
+	q     queue // the delivery queue; see queue.go
+	bound int   // the queue's bound in bytes
 
 	state atomic.Int32 // stateLive, stateLost or stateClosed
 	endMu sync.Mutex
@@ -47,7 +51,7 @@ const (
 var _ pubsub.Conn = (*conn)(nil)
 
 func (c *conn) ClientID() string                 { return c.id }
-func (c *conn) Messages() <-chan *pubsub.Message { return c.msgs }
+func (c *conn) Messages() <-chan *pubsub.Message { return c.q.ch }
 func (c *conn) Done() <-chan struct{}            { return c.done }
 
 func (c *conn) Err() error {
@@ -99,24 +103,14 @@ func (c *conn) teardown() {
 	c.h.leave(c)
 }
 
-// slow drops c because its queue is full. It reports whether the caller must
+// slow drops c because its queue is full: it holds nearly c.bound bytes. It reports whether the caller must
 // call teardown.
 func (c *conn) slow() bool {
-	if !c.end(&pubsub.Error{Code: pubsub.CodeSlowConsumer, Message: "delivery queue full"}, false) {
+	if !c.end(pubsub.Errorf(pubsub.CodeSlowConsumer, "delivery queue full: more than %d bytes of messages waiting", c.bound), false) {
 		return false
 	}
 	c.h.stats.slowConsumers.Add(1)
 	return true
-}
-
-// push puts m in the queue without waiting and reports whether it fit.
-func (c *conn) push(m *pubsub.Message) bool {
-	select {
-	case c.msgs <- m:
-		return true
-	default:
-		return false
-	}
 }
 
 // check returns nil while c is live, and otherwise the error its methods

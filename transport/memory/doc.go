@@ -15,13 +15,24 @@
 //
 // # Delivery and overflow
 //
-// Every connection has a delivery queue of [Options.QueueSize] messages, the
-// buffer of the channel its Messages method returns. Publish never waits for
-// a subscriber: when a connection's queue is full, the hub drops that
-// connection instead. Its Done channel closes, Err reports SLOW_CONSUMER and
-// its subscriptions end; other connections are not affected. The Messages
+// Every connection has a delivery queue: the channel its Messages method
+// returns, which holds [ChannelSlots] (128) messages, and behind it a
+// backlog bounded in bytes ([Options.QueueBytes], 1 MiB unless set, or the
+// connection's own [pubsub.ConnectRequest].QueueBytes) that grows on demand
+// and that a goroutine of the connection moves into the channel, in order,
+// while there is one. While the channel has room a delivery is a plain
+// send on it; an idle connection holds no more than the channel. A message
+// in the backlog counts against the bound with the lengths of its payload,
+// topic, sender, recipients and metadata plus [MessageOverhead], so a
+// connection holds at most its bound plus 128 messages.
+//
+// Publish never waits for a subscriber: when a message would take a
+// connection beyond its bound, the hub drops that connection instead. Its
+// Done channel closes, Err reports SLOW_CONSUMER, its subscriptions end and
+// its backlog is let go; other connections are not affected. The Messages
 // channel is never closed, because a publisher may be sending on it at that
-// moment; select on Done as well.
+// moment; select on Done as well. After Done it still holds what was in it,
+// at most 128 messages.
 //
 // The messages of one topic reach every subscriber in id order. A message
 // reaches a connection once, even when several of its subscriptions (a
@@ -83,6 +94,8 @@
 // from id assignment through history append to fan-out (for durable stores,
 // through the queuing of the append; see above). The hub starts no
 // goroutine of its own: the only ones it runs are the timers that release
-// messages held by subscription rate caps. Publish blocks only for
+// messages held by subscription rate caps, and the hand-over of a
+// connection's backlog, which ends when the backlog is empty or the
+// connection ends. Publish blocks only for
 // Options.Authorize and the Store; neither should be slow.
 package memory

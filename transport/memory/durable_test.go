@@ -261,7 +261,7 @@ func TestChainedPublishesKeepOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	hub, err := memory.New(memory.Options{Store: store, QueueSize: 1 << 14})
+	hub, err := memory.New(memory.Options{Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 // fanout is one publish's delivery to the subscribers of its topic.
 type fanout struct {
 	now       time.Time
+	size      int // the message's queuedSize
 	delivered uint64
 	dropped   uint64  // by subscription rate caps
 	slow      []*conn // dropped for a full queue; teardown after unlocking
@@ -20,6 +21,7 @@ type fanout struct {
 // oldest matching pattern. Call it with t.mu held.
 func (f *fanout) run(from *conn, t *topicState, m *pubsub.Message, now time.Time) {
 	f.now = now
+	f.size = queuedSize(m)
 	if len(m.To) > 8 {
 		f.to = make(map[string]struct{}, len(m.To))
 		for _, id := range m.To {
@@ -72,7 +74,7 @@ func (f *fanout) addressed(m *pubsub.Message, id string) bool {
 }
 
 func (f *fanout) deliver(s *sub, m *pubsub.Message) {
-	n, dropped, slow := s.deliver(m, f.now)
+	n, dropped, slow := s.deliver(m, f.size, f.now)
 	f.delivered += uint64(n)
 	f.dropped += dropped
 	if slow {

@@ -53,10 +53,17 @@ type Options struct {
 	// allowed.
 	Authorize func(ctx context.Context, a pubsub.Access) error
 
-	// QueueSize is each connection's delivery queue, in messages. A
-	// connection whose queue is full when a message arrives is dropped with
-	// SLOW_CONSUMER. Zero means 1024.
-	QueueSize int
+	// QueueBytes bounds how far each connection may fall behind: the bytes
+	// of the messages waiting for it beyond the ChannelSlots (128) its
+	// Messages channel holds, each counted as the lengths of its payload,
+	// topic, sender, recipients and metadata plus MessageOverhead. A message
+	// that would take a connection beyond its bound drops the connection
+	// instead, with SLOW_CONSUMER; other connections are not affected. The
+	// backlog grows on demand, so only a connection that falls behind holds
+	// that much. A connection may ask for another bound
+	// (pubsub.ConnectRequest.QueueBytes), as transport/network's server
+	// does for its clients. Zero means DefaultQueueBytes (1 MiB).
+	QueueBytes int
 
 	// DedupWindow is how long the hub remembers a publish's idempotency key:
 	// a publish repeating the room, topic, client and key of a publish
@@ -90,7 +97,12 @@ type Options struct {
 
 // Defaults for zero Options fields.
 const (
-	DefaultQueueSize   = 1024
+	// DefaultQueueBytes lets a connection fall 1 MiB behind: thousands of
+	// small messages, or 32 of the largest, before it is dropped as a slow
+	// consumer. It is the per-client queue of Centrifuge; NATS allows a
+	// client 64 MiB, but a hub serving many thousands of connections
+	// should not let each of them pin that much.
+	DefaultQueueBytes  = 1 << 20
 	DefaultDedupWindow = 2 * time.Minute
 	DefaultDedupKeys   = 1 << 16
 )
@@ -103,7 +115,7 @@ type Stats struct {
 	Published     uint64 // messages confirmed, not counting deduplicated repeats
 	Delivered     uint64 // messages put in a connection's queue
 	CapDropped    uint64 // messages a subscription rate cap dropped
-	SlowConsumers uint64 // connections dropped because their queue was full
+	SlowConsumers uint64 // connections dropped because their queue reached its bound
 	Deduplicated  uint64 // publishes answered from the idempotency window
 	RateLimited   uint64 // publishes refused by Options.PublishRate
 }
@@ -118,17 +130,17 @@ type Hub struct {
 	// from an earlier hub; nil for a store the hub created. Until
 	// keysUntil (Unix nanoseconds: the hub's start plus its window), the
 	// first keyed publish to a topic loads that topic's keys from it.
-	keys      history.KeyStore
-	keysUntil int64
-	clock     pubsub.Clock
-	ids       *snowid.Generator
-	authorize func(context.Context, pubsub.Access) error
-	pubRate   rate.Limit // zero: no cap
-	pubBurst  int
-	queueSize int
-	dedup     time.Duration
-	dedupKeys int // Options.DedupKeys
-	maxSubs   int
+	keys       history.KeyStore
+	keysUntil  int64
+	clock      pubsub.Clock
+	ids        *snowid.Generator
+	authorize  func(context.Context, pubsub.Access) error
+	pubRate    rate.Limit // zero: no cap
+	pubBurst   int
+	queueBytes int
+	dedup      time.Duration
+	dedupKeys  int // Options.DedupKeys
+	maxSubs    int
 	// roomKeep is how long an empty room keeps its topics (idempotency
 	// keys, publish rate state) before it is forgotten.
 	roomKeep time.Duration
@@ -201,8 +213,8 @@ func New(opts Options) (*Hub, error) {
 		return nil, fmt.Errorf("memory: PublishRate %v is not a finite number ≥ 0", opts.PublishRate)
 	case opts.PublishBurst < 0:
 		return nil, fmt.Errorf("memory: negative PublishBurst %d", opts.PublishBurst)
-	case opts.QueueSize < 0:
-		return nil, fmt.Errorf("memory: negative QueueSize %d", opts.QueueSize)
+	case opts.QueueBytes < 0:
+		return nil, fmt.Errorf("memory: negative QueueBytes %d", opts.QueueBytes)
 	case opts.DedupWindow < 0:
 		return nil, fmt.Errorf("memory: negative DedupWindow %v", opts.DedupWindow)
 	case opts.MaxSubscriptions < 0:
@@ -213,22 +225,22 @@ func New(opts Options) (*Hub, error) {
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 	h := &Hub{
-		store:     opts.Store,
-		clock:     opts.Clock,
-		ids:       ids,
-		authorize: opts.Authorize,
-		queueSize: opts.QueueSize,
-		dedup:     opts.DedupWindow,
-		dedupKeys: opts.DedupKeys,
-		maxSubs:   opts.MaxSubscriptions,
-		rooms:     make(map[string]*room),
-		seed:      maphash.MakeSeed(),
+		store:      opts.Store,
+		clock:      opts.Clock,
+		ids:        ids,
+		authorize:  opts.Authorize,
+		queueBytes: opts.QueueBytes,
+		dedup:      opts.DedupWindow,
+		dedupKeys:  opts.DedupKeys,
+		maxSubs:    opts.MaxSubscriptions,
+		rooms:      make(map[string]*room),
+		seed:       maphash.MakeSeed(),
 	}
 	if h.clock == nil {
 		h.clock = pubsub.SystemClock{}
 	}
-	if h.queueSize == 0 {
-		h.queueSize = DefaultQueueSize
+	if h.queueBytes == 0 {
+		h.queueBytes = DefaultQueueBytes
 	}
 	if h.dedup == 0 {
 		h.dedup = DefaultDedupWindow
@@ -267,9 +279,10 @@ func New(opts Options) (*Hub, error) {
 	return h, nil
 }
 
-// Connect opens a connection to req.Room for req.ClientID. The room name
-// follows the rules of topic names; an invalid one fails with
-// INVALID_REQUEST. An empty ClientID gets a random one ("anon-" and 16 hex
+// Connect opens a connection to req.Room for req.ClientID, with a delivery
+// queue bounded by req.QueueBytes when it is positive and by
+// Options.QueueBytes otherwise. The room name follows the rules of topic
+// names; an invalid one fails with INVALID_REQUEST. An empty ClientID gets a random one ("anon-" and 16 hex
 // digits). Connect fails with NETWORK_ERROR after Close. If ctx is done it
 // returns an error that wraps ctx.Err().
 func (h *Hub) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
@@ -289,9 +302,13 @@ func (h *Hub) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Co
 		h:      h,
 		id:     id,
 		idHash: maphash.String(h.seed, id),
-		msgs:   make(chan *pubsub.Message, h.queueSize),
 		done:   make(chan struct{}),
 		subs:   make(map[string]*sub),
+		bound:  h.queueBytes,
+	}
+	c.q.ch = make(chan *pubsub.Message, ChannelSlots)
+	if req.QueueBytes > 0 {
+		c.bound = req.QueueBytes
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

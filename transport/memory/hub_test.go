@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"node above 1023", Options{NodeID: 1024}},
 		{"negative rate", Options{PublishRate: -1}},
 		{"negative burst", Options{PublishRate: 1, PublishBurst: -1}},
-		{"negative queue", Options{QueueSize: -1}},
+		{"negative queue", Options{QueueBytes: -1}},
 		{"negative dedup window", Options{DedupWindow: -1}},
 		{"negative max subscriptions", Options{MaxSubscriptions: -1}},
 	}
@@ -89,24 +90,91 @@ func TestConnectAnonymous(t *testing.T) {
 	}
 }
 
-func TestConnQueueSize(t *testing.T) {
+// TestQueueBytes fills a connection that does not read and checks that it
+// holds, and is dropped at, the bound of its hub or of its ConnectRequest.
+func TestQueueBytes(t *testing.T) {
 	t.Parallel()
+	body := []byte(`"` + strings.Repeat("x", 998) + `"`)
+	size := queuedSize(&pubsub.Message{Topic: "chat", From: "pub", Payload: body})
 	tests := []struct {
-		name      string
-		queueSize int
-		want      int
+		name    string
+		hub     int // Options.QueueBytes
+		request int // ConnectRequest.QueueBytes
+		want    int // the bound
 	}{
-		{"default", 0, DefaultQueueSize},
-		{"set", 7, 7},
+		{"default", 0, 0, DefaultQueueBytes},
+		{"hub", 100 * size, 0, 100 * size},
+		{"request", 0, 10*size + 1, 10*size + 1},
+		{"request over hub", 100 * size, 10 * size, 10 * size},
+		{"below one message", 0, 1, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h, _ := newHub(t, Options{QueueSize: tt.queueSize})
-			if got := cap(connect(t, h, "lobby", "a").Messages()); got != tt.want {
-				t.Errorf("cap(Messages()) = %d, want %d", got, tt.want)
+			h, _ := newHub(t, Options{QueueBytes: tt.hub})
+			ctx := context.Background()
+			pub := connect(t, h, "lobby", "pub")
+			c, err := h.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "sub", QueueBytes: tt.request})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			subscribe(t, c, "chat", 0)
+			// The channel's slots, then a message always fits an empty
+			// backlog; then as many as the bound holds.
+			wantFit := ChannelSlots + max(1, tt.want/size)
+			for i := 1; i <= wantFit+1; i++ {
+				publish(t, pub, pubsub.PublishRequest{Topic: "chat", Payload: body})
+				dropped := c.Err() != nil
+				if dropped != (i > wantFit) {
+					t.Fatalf("after %d messages of %d bytes with a bound of %d: Err() = %v", i, size, tt.want, c.Err())
+				}
+			}
+			wantCode(t, "Err()", c.Err(), pubsub.CodeSlowConsumer)
+			// The backlog is let go with the connection; what its channel
+			// held stays.
+			if got, want := len(received(c)), ChannelSlots; got != want {
+				t.Errorf("the dropped connection's channel holds %d messages, want %d", got, want)
 			}
 		})
+	}
+}
+
+// TestBacklogOrder lets a connection fall far behind its channel and checks
+// that it then receives everything, in order, and keeps no backlog once it
+// has caught up.
+func TestBacklogOrder(t *testing.T) {
+	t.Parallel()
+	h, _ := newHub(t, Options{})
+	pub := connect(t, h, "lobby", "pub")
+	c := connect(t, h, "lobby", "sub")
+	subscribe(t, c, "chat", 0)
+	const n = 20 * ChannelSlots
+	for i := range n {
+		publish(t, pub, pubsub.PublishRequest{Topic: "chat", Payload: payload(i)})
+	}
+	ms := make([]*pubsub.Message, 0, n)
+	for len(ms) < n {
+		select {
+		case m := <-c.Messages():
+			ms = append(ms, m)
+		case <-time.After(waitTimeout):
+			t.Fatalf("received %d of %d messages", len(ms), n)
+		}
+	}
+	if got, want := numbers(t, ms), seq(0, n); !cmp.Equal(got, want) {
+		t.Errorf("received (-want +got):\n%s", cmp.Diff(want, got))
+	}
+	if err := c.Err(); err != nil {
+		t.Errorf("Err() = %v after a backlog within the bound", err)
+	}
+	hc := c.(*conn)
+	waitFor(t, "the backlog's hand-over to end", func() bool { return !hc.pumping() })
+	hc.qmu.Lock()
+	bytes, backlog, spare := hc.q.bytes.Load(), cap(hc.q.backlog), cap(hc.q.spare)
+	hc.qmu.Unlock()
+	if bytes != 0 || backlog != 0 || spare != 0 {
+		t.Errorf("caught up: queue counts %d bytes and keeps buffers of %d and %d messages, want none", bytes, backlog, spare)
 	}
 }
 

@@ -94,15 +94,27 @@ func publish(tb testing.TB, c pubsub.Conn, req pubsub.PublishRequest) pubsub.Mes
 // payload returns the JSON payload {"n":n}.
 func payload(n int) []byte { return fmt.Appendf(nil, `{"n":%d}`, n) }
 
-// received drains the messages waiting in c's queue, without waiting.
+// received drains the messages waiting in c's queue: those in its channel
+// and, when c is a hub connection, those its backlog still holds. It waits
+// only for the backlog's hand-over, at most waitTimeout.
 func received(c pubsub.Conn) []*pubsub.Message {
 	var ms []*pubsub.Message
+	hc, _ := c.(*conn)
+	deadline := time.Now().Add(waitTimeout)
 	for {
 		select {
 		case m := <-c.Messages():
 			ms = append(ms, m)
+			continue
 		default:
+		}
+		if hc == nil || !hc.pumping() || time.Now().After(deadline) {
 			return ms
+		}
+		select {
+		case m := <-c.Messages():
+			ms = append(ms, m)
+		case <-time.After(time.Millisecond): // the pump is between messages or ending
 		}
 	}
 }
@@ -127,5 +139,27 @@ func wantCode(tb testing.TB, what string, err error, want pubsub.Code) {
 	var perr *pubsub.Error
 	if !errors.As(err, &perr) || perr.Code != want {
 		tb.Errorf("%s = %v, want a %s *pubsub.Error", what, err, want)
+	}
+}
+
+// seq returns from, from+1, …, to-1.
+func seq(from, to int) []int {
+	s := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+// waitFor polls cond until it holds; it fails the test, naming what it
+// waited for, after waitTimeout.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("gave up waiting for %s after %v", what, waitTimeout)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

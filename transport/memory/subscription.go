@@ -49,10 +49,10 @@ func (s *sub) unlock() {
 	}
 }
 
-// deliver offers m to s at now. It returns how many messages went into the
+// deliver offers m, of queuedSize size, to s at now. It returns how many messages went into the
 // queue, how many the cap dropped, and whether the conn must be torn down
 // for a full queue. Call it with s locked.
-func (s *sub) deliver(m *pubsub.Message, now time.Time) (n int, dropped uint64, slow bool) {
+func (s *sub) deliver(m *pubsub.Message, size int, now time.Time) (n int, dropped uint64, slow bool) {
 	c := s.c
 	if s.dead || c.state.Load() != stateLive {
 		return 0, 0, false
@@ -66,7 +66,7 @@ func (s *sub) deliver(m *pubsub.Message, now time.Time) (n int, dropped uint64, 
 			return 0, dropped, false
 		}
 	}
-	if !c.push(m) {
+	if !c.push(m, size) {
 		return 0, dropped, c.slow()
 	}
 	return 1, dropped, false
@@ -136,7 +136,7 @@ func (s *sub) pushAll(ms []*pubsub.Message) (n int, slow bool) {
 		return 0, false
 	}
 	for _, m := range ms {
-		if !s.c.push(m) {
+		if !s.c.push(m, queuedSize(m)) {
 			return n, s.c.slow()
 		}
 		n++

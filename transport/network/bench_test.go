@@ -170,12 +170,12 @@ func publishAll(b *testing.B, r *receivers, n, window int, publish func(payload 
 // benchPlaza runs the "plaza" benchmarks; with topicSocket the receivers
 // are single-topic sockets.
 func benchPlaza(b *testing.B, n, window int, topicSocket bool) {
-	hub, err := memory.New(memory.Options{QueueSize: 4096})
+	hub, err := memory.New(memory.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer hub.Close()
-	srv := NewServer(hub, Options{Authenticate: testAuthenticate, SendQueue: 4096, MaxFrameRate: -1})
+	srv := NewServer(hub, Options{Authenticate: testAuthenticate, MaxFrameRate: -1})
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	defer shutdown(b, srv)

@@ -38,7 +38,7 @@ type DialOptions struct {
 	// single frame is always taken into an empty queue. The queue's
 	// storage grows with what waits and shrinks again, so an idle Conn
 	// holds none. Zero means DefaultClientQueueBytes.
-	QueueBytes int64
+	QueueBytes int
 
 	// QueueSize is ignored.
 	//
@@ -432,7 +432,7 @@ func (cc *clientConn) enqueue(fr *frame, size int) bool {
 	if len(msgs) == 0 {
 		return true
 	}
-	limit := cc.cl.opts.QueueBytes
+	limit := int64(cc.cl.opts.QueueBytes)
 	cc.qmu.Lock()
 	if cc.queued > 0 && cc.queued+int64(size) > limit {
 		waiting := cc.queued

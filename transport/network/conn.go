@@ -351,7 +351,7 @@ func (c *serverConn) authenticate() bool {
 		c.fail(CloseCredentialsExpired, pubsub.Errorf(pubsub.CodeUnauthenticated, "credentials expired"))
 		return false
 	}
-	hc, err := c.s.t.Connect(actx, pubsub.ConnectRequest{Room: c.room, ClientID: id.ClientID})
+	hc, err := c.s.t.Connect(actx, pubsub.ConnectRequest{Room: c.room, ClientID: id.ClientID, QueueBytes: max(0, o.QueueBytes)})
 	if err != nil {
 		if c.failPending() {
 			return false // timed out
@@ -679,10 +679,6 @@ func (c *serverConn) deliver(m *pubsub.Message, msgs <-chan *pubsub.Message) boo
 			c.s.opts.Logger.Warn("network: cutting off a slow or lost connection", "room", c.room, "client", c.clientID(), "err", err)
 		}
 		c.drop()
-		return false
-	}
-	if n := len(msgs); n > c.s.opts.SendQueue {
-		c.requestClose(CloseSlowConsumer, pubsub.Errorf(pubsub.CodeSlowConsumer, "%d messages waiting, more than %d", n, c.s.opts.SendQueue))
 		return false
 	}
 	return true

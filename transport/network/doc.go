@@ -111,7 +111,7 @@
 // A comment line (":") goes out every [Options.Heartbeat]. Each write has
 // [Options.WriteTimeout] and the deadlines of the http.Server are lifted, so
 // no read or write timeout ends a healthy stream. A stream that falls more
-// than [Options.SendQueue] messages behind, or whose write does not finish in
+// than [Options.QueueBytes] behind, or whose write does not finish in
 // time, ends with SLOW_CONSUMER; publishers never wait for it. The last event
 // of a stream the server ends says why:
 //
@@ -313,9 +313,11 @@
 // subscriptions (TOO_MANY_SUBSCRIPTIONS). Browsers from origins other than the
 // server's own need [Options.OriginPatterns].
 //
-// Deliveries never wait for a slow client: they queue, and a client that
-// lets more than [Options.SendQueue] messages pile up is closed with
-// [CloseSlowConsumer] (4008) while everyone else carries on. One that does
+// Deliveries never wait for a slow client: they queue in the hub, in a
+// queue that grows on demand up to [Options.QueueBytes] (by default the
+// hub's bound, 1 MiB with transport/memory), and a client that lets more
+// pile up is closed with [CloseSlowConsumer] (4008), after a SLOW_CONSUMER
+// error frame, while everyone else carries on. One that does
 // not take a write within [Options.WriteTimeout] is dropped without a close
 // frame, which it could not read anyway; its Go client reports
 // NETWORK_ERROR. [Server.Shutdown] closes every
@@ -335,8 +337,10 @@
 // receivers on loopback an event stream delivers about 0.85 times as many
 // messages per second as a WebSocket (BenchmarkSSEFanout). An idle connection costs two parked
 // goroutines with small stacks, small socket buffers and its hub connection;
-// frame buffers come from a shared pool. With a hub queue of 256 messages that
-// is about 11 KB of heap and stack per connection (BenchmarkIdleConnMemory).
+// frame buffers come from a shared pool. A hub queue holds no backlog while
+// its connection keeps up, whatever its bound: with transport/memory's
+// defaults that is about 14 KB of heap and stack per connection
+// (BenchmarkIdleConnMemory).
 //
 // # Observing a server
 //

@@ -50,9 +50,9 @@ const (
 	// max_duration_reached.
 	CloseMaxDuration websocket.StatusCode = 4004
 	// CloseSlowConsumer (4008): the client did not read its messages fast
-	// enough: more than Options.SendQueue messages waited for it, a write
-	// took longer than Options.WriteTimeout, or the hub dropped its
-	// connection for a full queue. Go client: SLOW_CONSUMER.
+	// enough: more than Options.QueueBytes of messages waited for it (the
+	// hub dropped its connection), or a write took longer than
+	// Options.WriteTimeout. Go client: SLOW_CONSUMER.
 	CloseSlowConsumer websocket.StatusCode = 4008
 	// CloseHubEnded (4009): the hub refused or ended the connection; the
 	// error frame before the close says why (NETWORK_ERROR when the hub

@@ -28,26 +28,24 @@ const idleConns = 1000
 // one subscription costs the server: heap in use plus goroutine stacks, per
 // connection, over 1000 connections. The clients run in a child process
 // (this test binary again), so that only the server's side is counted.
-// "plaza/queue=N" serves a memory hub whose per-connection queue holds N
-// messages; "coder" is a bare coder/websocket connection with its default
+// "plaza" serves a memory hub with its default queue bound (which holds no
+// backlog for an idle connection); "coder" is a bare coder/websocket connection with its default
 // buffers, a reading and a writing goroutine, for comparison.
 //
 //	go test -run '^$' -bench IdleConnMemory ./transport/network
 func BenchmarkIdleConnMemory(b *testing.B) {
-	for _, q := range []int{256, memory.DefaultQueueSize} {
-		b.Run(fmt.Sprintf("plaza/queue=%d", q), func(b *testing.B) {
-			for range b.N {
-				hub, err := memory.New(memory.Options{QueueSize: q})
-				if err != nil {
-					b.Fatal(err)
-				}
-				srv := NewServer(hub, Options{Authenticate: testAuthenticate})
-				measureIdle(b, srv, func() int { return srv.Stats().Connections })
-				shutdown(b, srv)
-				hub.Close()
+	b.Run("plaza", func(b *testing.B) {
+		for range b.N {
+			hub, err := memory.New(memory.Options{})
+			if err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+			srv := NewServer(hub, Options{Authenticate: testAuthenticate})
+			measureIdle(b, srv, func() int { return srv.Stats().Connections })
+			shutdown(b, srv)
+			hub.Close()
+		}
+	})
 	b.Run("coder", func(b *testing.B) {
 		for range b.N {
 			var live atomic.Int64

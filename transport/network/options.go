@@ -118,13 +118,18 @@ type Options struct {
 	// dropped as dead. Zero means 30 seconds; negative turns heartbeats off.
 	Heartbeat time.Duration
 
-	// SendQueue is the most delivered messages that may wait for one
-	// connection or event stream while its socket is busy. A connection found with more
-	// waiting is closed with CloseSlowConsumer; other connections are not
-	// affected. The messages wait in the transport Conn's own queue, so
-	// that queue's size (memory.Options.QueueSize) is a bound too: the
-	// smaller one decides. Zero means 256.
-	SendQueue int
+	// QueueBytes bounds how far one connection or event stream may fall
+	// behind while its socket is busy: the bytes of the messages waiting to
+	// be written (with transport/memory, those beyond the 128 its hub
+	// connection's channel holds). The server passes it to the hub as the
+	// connection's pubsub.ConnectRequest.QueueBytes, so that the hub's queue
+	// is the only one and this is the only bound: a client that would go
+	// beyond it is dropped by the hub with SLOW_CONSUMER and closed with
+	// CloseSlowConsumer; other connections are not affected. See
+	// memory.Options.QueueBytes for how a message is counted. The queue
+	// grows on demand: an idle connection holds no backlog. Zero (or
+	// negative) means the hub's own bound (memory.Options.QueueBytes, 1 MiB unless set there).
+	QueueBytes int
 
 	// WriteTimeout is how long one write to a connection's socket, or to an
 	// event stream, may take. A client that does not accept its data in
@@ -218,7 +223,6 @@ const (
 	DefaultMaxSubscriptions        = 100
 	DefaultAuthTimeout             = 10 * time.Second
 	DefaultHeartbeat               = 30 * time.Second
-	DefaultSendQueue               = 256
 	DefaultWriteTimeout            = 10 * time.Second
 	DefaultMaxFrameRate            = 1000
 	DefaultMaxClientSockets        = 100000
@@ -241,9 +245,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Heartbeat == 0 {
 		o.Heartbeat = DefaultHeartbeat
-	}
-	if o.SendQueue <= 0 {
-		o.SendQueue = DefaultSendQueue
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = DefaultWriteTimeout

@@ -253,34 +253,39 @@ func TestClientDetectsSilentServer(t *testing.T) {
 }
 
 // TestSlowConsumer fills a subscriber's socket and checks that it, and only
-// it, is closed with the slow-consumer code, whichever bound it hits first.
+// it, is closed with the slow-consumer code, whether the hub's or the
+// server's QueueBytes bound it, or its write timed out.
 func TestSlowConsumer(t *testing.T) {
 	t.Parallel()
-	const n = 64
+	const n = memory.ChannelSlots + 64 // beyond the hub connection's channel
 	payload := []byte(`"` + strings.Repeat("x", 16<<10) + `"`)
+	// The slow client's socket and its buffers hold a few of the messages,
+	// the hub connection's channel memory.ChannelSlots; the queue bounds
+	// below hold 4 more.
+	bound := 4 * (len(payload) + len("chat") + len("pub") + memory.MessageOverhead)
 	tests := []struct {
-		name      string
-		queue     int           // the hub's
-		sendQueue int           // the server's
-		timeout   time.Duration // WriteTimeout
-		stuck     func(*fixture, *serverConn) bool
-		close     websocket.StatusCode // -1: cut off without a close frame
-		reads     bool                 // whether the slow client reads again
+		name       string
+		hubBytes   int           // memory.Options.QueueBytes
+		queueBytes int           // Options.QueueBytes
+		timeout    time.Duration // WriteTimeout
+		stuck      func(*fixture, *serverConn) bool
+		close      websocket.StatusCode // -1: cut off without a close frame
+		reads      bool                 // whether the slow client reads again
 	}{
 		{
-			name: "server send queue", queue: 1024, sendQueue: 4,
-			stuck: func(_ *fixture, c *serverConn) bool { return len(c.hc.Messages()) > 4 },
+			name: "server QueueBytes", queueBytes: bound,
+			stuck: func(f *fixture, _ *serverConn) bool { return f.hub.Stats().SlowConsumers == 1 },
 			close: CloseSlowConsumer, reads: true,
 		},
 		{
-			name: "hub queue", queue: 8, sendQueue: 1000,
+			name: "hub QueueBytes", hubBytes: bound,
 			stuck: func(f *fixture, _ *serverConn) bool { return f.hub.Stats().SlowConsumers == 1 },
 			close: CloseSlowConsumer, reads: true,
 		},
 		{
 			// Long enough that no write to the fast client times out on a
 			// loaded machine.
-			name: "write timeout", queue: 1024, sendQueue: 1000, timeout: time.Second,
+			name: "write timeout", queueBytes: 64 << 20, timeout: time.Second,
 			stuck: func(f *fixture, _ *serverConn) bool { return f.srv.Stats().Connections == 1 },
 			close: -1,
 		},
@@ -288,7 +293,7 @@ func TestSlowConsumer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFixture(t, memory.Options{QueueSize: tt.queue}, Options{SendQueue: tt.sendQueue, WriteTimeout: tt.timeout},
+			f := newFixture(t, memory.Options{QueueBytes: tt.hubBytes}, Options{QueueBytes: tt.queueBytes, WriteTimeout: tt.timeout},
 				func(l net.Listener) net.Listener { return smallSockets{l} })
 			slow := dialRaw(t, f.wsURL("lobby"), smallReadBuffer(bearer("slow")))
 			slow.expect(typeWelcome, "")

@@ -118,7 +118,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	hc, err := s.t.Connect(ctx, pubsub.ConnectRequest{Room: room, ClientID: id.ClientID})
+	hc, err := s.t.Connect(ctx, pubsub.ConnectRequest{Room: room, ClientID: id.ClientID, QueueBytes: max(0, s.opts.QueueBytes)})
 	if err != nil {
 		fail(w, err)
 		return
@@ -229,8 +229,9 @@ func (st *sseStream) fresh(m *pubsub.Message) bool {
 }
 
 // deliver writes m and whatever else is queued, up to maxBatchBytes, in one
-// write. It reports false when the stream is over: the write failed, or the
-// client lets more than Options.SendQueue messages pile up.
+// write. It reports false when the stream is over because the write failed.
+// (A client that lets more than Options.QueueBytes pile up is dropped by the
+// hub; run then writes the SLOW_CONSUMER error.)
 func (st *sseStream) deliver(m *pubsub.Message, msgs <-chan *pubsub.Message) bool {
 	bp := getBuf()
 	b := *bp
@@ -256,10 +257,6 @@ batch:
 	putBuf(bp)
 	if err != nil {
 		st.s.opts.Logger.Warn("network: cutting off a slow or lost event stream", "room", st.room, "client", st.id.ClientID, "err", err)
-		return false
-	}
-	if n := len(msgs); n > st.s.opts.SendQueue {
-		st.writeError(pubsub.Errorf(pubsub.CodeSlowConsumer, "%d messages waiting, more than %d", n, st.s.opts.SendQueue))
 		return false
 	}
 	return true

@@ -32,12 +32,12 @@ func BenchmarkSSEFanout(b *testing.B) {
 }
 
 func benchSSE(b *testing.B, n, window int) {
-	hub, err := memory.New(memory.Options{QueueSize: 4096})
+	hub, err := memory.New(memory.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer hub.Close()
-	srv := NewServer(hub, Options{Authenticate: testAuthenticate, SendQueue: 4096})
+	srv := NewServer(hub, Options{Authenticate: testAuthenticate})
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	defer shutdown(b, srv)

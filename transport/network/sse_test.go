@@ -239,7 +239,7 @@ func TestSSEOutlivesServerTimeouts(t *testing.T) {
 // without holding up publishers or other subscribers.
 func TestSSESlowReader(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, memory.Options{QueueSize: 64}, Options{Keys: testKeys, WriteTimeout: 200 * time.Millisecond, Clock: pubsub.SystemClock{}},
+	f := newFixture(t, memory.Options{}, Options{QueueBytes: 256 << 10, Keys: testKeys, WriteTimeout: 200 * time.Millisecond, Clock: pubsub.SystemClock{}},
 		func(l net.Listener) net.Listener { return smallSockets{l} })
 	slowReq, _ := http.NewRequest(http.MethodGet, f.ts.URL+"/lobby/pubsub/big/subscribe?token="+lobbySub, nil)
 	tr := smallReadBuffer(&websocket.DialOptions{}).HTTPClient

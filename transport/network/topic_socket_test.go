@@ -51,7 +51,7 @@ func TestTopicSocket(t *testing.T) {
 // message, also in a burst, which the server writes many at a time.
 func TestTopicSocketOneMessagePerWebSocketMessage(t *testing.T) {
 	t.Parallel()
-	f := newKeyFixture(t, memory.Options{QueueSize: 1024}, Options{SendQueue: 1024})
+	f := newKeyFixture(t, memory.Options{}, Options{})
 	ctx := ctxT(t)
 	pub, err := f.hub.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", ClientID: "backend"})
 	if err != nil {

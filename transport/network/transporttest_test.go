@@ -19,7 +19,7 @@ func TestTransportConformance(t *testing.T) {
 			PublishRate:  cfg.PublishRate,
 			PublishBurst: cfg.PublishBurst,
 			Authorize:    cfg.Authorize,
-			QueueSize:    cfg.QueueSize,
+			QueueBytes:   cfg.QueueBytes,
 		}
 		clock, _ := cfg.Clock.(*fakeclock.Clock)
 		opts := Options{}

@@ -68,7 +68,7 @@ func benchServer(dialect string) int {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	hub, err := memory.New(memory.Options{QueueSize: 4096})
+	hub, err := memory.New(memory.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -102,7 +102,7 @@ func benchServer(dialect string) int {
 		defer srv.Close()
 		h = srv
 	case "native":
-		srv := network.NewServer(hub, network.Options{SendQueue: 4096, MaxFrameRate: -1})
+		srv := network.NewServer(hub, network.Options{MaxFrameRate: -1})
 		defer srv.Shutdown(context.Background())
 		h = srv
 	}

@@ -39,7 +39,7 @@ func memoryHarness(t *testing.T, cfg transporttest.Config, store history.Store) 
 		PublishRate:  cfg.PublishRate,
 		PublishBurst: cfg.PublishBurst,
 		Authorize:    cfg.Authorize,
-		QueueSize:    cfg.QueueSize,
+		QueueBytes:   cfg.QueueBytes,
 	})
 	if err != nil {
 		t.Fatalf("memory.New() = %v", err)

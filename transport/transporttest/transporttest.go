@@ -45,9 +45,9 @@ type Config struct {
 	PublishBurst int
 	// Authorize, when set, is the hub's authorization hook.
 	Authorize func(ctx context.Context, a pubsub.Access) error
-	// QueueSize is the hub's per-connection delivery queue. Zero means the
-	// hub's default.
-	QueueSize int
+	// QueueBytes bounds the hub's per-connection delivery queue, in bytes
+	// (see memory.Options.QueueBytes). Zero means the hub's default.
+	QueueBytes int
 }
 
 // Harness is a Transport under test plus the controls the suite needs.
@@ -94,7 +94,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"PublishRateLimit", Config{PublishRate: 1, PublishBurst: 2}, testPublishRateLimit},
 		{"Authorize", Config{Authorize: modsOnly}, testAuthorize},
 		{"HandlerOrder", Config{}, testHandlerOrder},
-		{"SlowHandler", Config{QueueSize: 8}, testSlowHandler},
+		{"SlowHandler", Config{QueueBytes: 1024}, testSlowHandler},
 		{"RetryDeduplicates", Config{}, testRetryDeduplicates},
 		{"RetryGivesUp", Config{}, testRetryGivesUp},
 		{"Reconnect", Config{}, testReconnect},
