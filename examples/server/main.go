@@ -40,8 +40,8 @@
 // GET /metrics answers the Prometheus text format (see serverMetrics for
 // every metric), on -addr or, with -metrics-addr, only there. GET /healthz
 // answers 200 while the process serves; GET /readyz answers 200 while the
-// history store is writable and 503 with what is wrong otherwise, both in
-// JSON. Logs go to stderr through log/slog, as text or JSON (-log-format),
+// history store is writable and 503 with what is wrong otherwise (and from
+// the start of a shutdown on), both in JSON. Logs go to stderr through log/slog, as text or JSON (-log-format),
 // with the room, client id, remote address and close code of every
 // connection; they never hold a payload, a key or a token. The keys are
 // printed at start only while they are the development defaults.
@@ -301,6 +301,7 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 		return err
 	case <-ctx.Done():
 	}
+	hl.stop() // before anything closes: /readyz turns 503 while the listeners still answer
 	fmt.Fprintln(out, "shutting down")
 	logger.Info("plaza: shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
