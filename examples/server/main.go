@@ -133,6 +133,10 @@ func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
 
 // check refuses a config that cannot serve, naming the setting.
 func (cfg config) check() error {
+	if cfg.addr == "" {
+		// net.Listen would take every interface and a random port.
+		return errors.New(`-addr is empty: name the address to listen on, such as 127.0.0.1:8080 (":8080" for every interface)`)
+	}
 	if cfg.publishKey == "" || cfg.subscribeKey == "" || cfg.publishKey == cfg.subscribeKey {
 		return errors.New("-publish-key and -subscribe-key must be set and differ")
 	}

@@ -177,6 +177,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, publishPerMinute: -1}, "-publish-per-minute"},
 		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, shutdownTimeout: -time.Second}, "-shutdown-timeout"},
 		{config{addr: "256.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true}, "-addr"},
+		{config{addr: "", publishKey: "pk", subscribeKey: "sk", memory: true}, "-addr"}, // not every interface on a random port
 		{config{addr: "127.0.0.1:0", metricsAddr: "256.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true}, "-metrics-addr"},
 	} {
 		if err := run(ctx, testConfig(tt.cfg), io.Discard, io.Discard, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
