@@ -240,6 +240,29 @@ func leave(r *pubsub.Room) {
 	_ = r.Leave(ctx)
 }
 
+// nextOrDone calls next on a goroutine of its own and returns what it
+// returns, or ctx's error when ctx ends first: a read of stdin cannot be
+// cancelled, and Ctrl-C must stop a pub that waits for the next line. The
+// goroutine of a cancelled read ends with the process.
+func nextOrDone(ctx context.Context, next func() (json.RawMessage, bool, error)) (json.RawMessage, bool, error) {
+	type result struct {
+		p   json.RawMessage
+		ok  bool
+		err error
+	}
+	c := make(chan result, 1)
+	go func() {
+		p, ok, err := next()
+		c <- result{p, ok, err}
+	}()
+	select {
+	case r := <-c:
+		return r.p, r.ok, r.err
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+}
+
 // payloads returns the payloads to publish: the argument, or stdin's lines.
 func payloads(args []string, stdin io.Reader) (func() (json.RawMessage, bool, error), error) {
 	if len(args) == 1 && args[0] != "-" {
@@ -293,7 +316,7 @@ func pub(ctx context.Context, o *options, room, topicName string, args []string,
 		opts = append(opts, pubsub.Persist(false))
 	}
 	for {
-		p, ok, err := next()
+		p, ok, err := nextOrDone(ctx, next)
 		if err != nil || !ok {
 			return err
 		}

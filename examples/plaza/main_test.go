@@ -277,6 +277,9 @@ func (term *terminal) interrupt() int {
 		}
 		return 0
 	case <-time.After(waitTimeout):
+		// Reap it here: the cleanup must not Wait a second time.
+		term.cmd.Process.Kill()
+		<-exited
 		term.t.Fatalf("plaza still runs %v after Ctrl-C; the screen:\n%s", waitTimeout, term.text())
 		return -1
 	}
@@ -543,5 +546,19 @@ func TestSubReconnectsAndFillsTheGap(t *testing.T) {
 	}
 	if strings.Join(got, ",") != `"before","while away","after"` {
 		t.Errorf("plaza sub printed %v, want each message once, in order; the screen:\n%s", got, sub.text())
+	}
+}
+
+// plaza pub reading lines from a terminal stops at Ctrl-C, as the usage
+// says every command does, even while it waits for the next line.
+func TestPubFromTerminalInterrupted(t *testing.T) {
+	srv, _ := startServer(t, "127.0.0.1:0", "")
+	pub := inTerminal(t, clientEnv(srv.url, pk+":alice"), "pub", "lobby", "alerts", "-")
+	if _, err := pub.tty.Write([]byte("1\n")); err != nil {
+		t.Fatalf("typing a line: %v", err)
+	}
+	pub.expect(regexp.MustCompile(`(?m)^\d{6,}$`)) // the id of the message typed: plaza waits for the next line
+	if code := pub.interrupt(); code != exitInterrupted {
+		t.Errorf("plaza pub - exited with %d after Ctrl-C, want %d; the screen:\n%s", code, exitInterrupted, pub.text())
 	}
 }

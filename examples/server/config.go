@@ -54,8 +54,11 @@ func flags(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.publishPerMinute, "publish-per-minute", 0, "cap on HTTP publishes per room over a rolling minute (0: no cap)")
 	fs.Func("origins", `comma-separated browser origins allowed besides the server's own, as host patterns ("localhost:*")`, func(s string) error {
 		cfg.origins = nil
-		if s != "" {
-			cfg.origins = strings.Split(s, ",")
+		for _, o := range strings.Split(s, ",") {
+			// No pattern holds a space; "a.test, b.test" means two.
+			if o = strings.TrimSpace(o); o != "" {
+				cfg.origins = append(cfg.origins, o)
+			}
 		}
 		return nil
 	})

@@ -67,6 +67,9 @@ shutdown-timeout = "3s"
 			c.origins, c.shutdownTimeout, c.logFormat = []string{"localhost:*", "example.test"}, 3*time.Second, "json"
 		}},
 		{name: "an empty variable is unset", env: map[string]string{"PLAZA_ADDR": ""}, want: func(c *config) {}},
+		{name: "origins are trimmed, as a list is written by hand", env: map[string]string{"PLAZA_ORIGINS": "a.test, b.test ,"}, want: func(c *config) {
+			c.origins = []string{"a.test", "b.test"}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plazahq/plaza/history"
@@ -18,9 +19,11 @@ import (
 // "ok"}, and for /readyz the result of each check, "ok" or what is wrong,
 // with 503 and "status": "unavailable" when any fails:
 // {"status": "unavailable", "checks": {"history": "what is wrong"}}.
-// A health is safe for concurrent use.
+// From stop on, /readyz answers 503 with {"shutdown": "the server is
+// shutting down"} and probes nothing. A health is safe for concurrent use.
 type health struct {
-	checks []readyCheck
+	checks   []readyCheck
+	stopping atomic.Bool
 
 	mu      sync.Mutex
 	checked time.Time
@@ -52,7 +55,15 @@ func (h *health) serveHealthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// stop makes the server unready for good: it is shutting down, and a load
+// balancer should send it no more clients while it still answers.
+func (h *health) stop() { h.stopping.Store(true) }
+
 func (h *health) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	if h.stopping.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "checks": map[string]string{"shutdown": "the server is shutting down"}})
+		return
+	}
 	results, ready := h.check(r.Context())
 	if !ready {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "checks": results})

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/plazahq/plaza/history"
 )
@@ -112,5 +115,44 @@ func TestReadyAfterFailedCommit(t *testing.T) {
 	store.Close()
 	if p := h.probe(ctx); !strings.Contains(p, "does not answer") {
 		t.Errorf("probe() on a closed store = %q, want it to say the store does not answer", p)
+	}
+}
+
+// Once the server shuts down, /readyz answers 503 for as long as it still
+// answers (on -metrics-addr that is until the very end), so that a load
+// balancer stops sending clients before the listener goes.
+func TestReadyzDuringShutdown(t *testing.T) {
+	at, stop := startStoppable(t, config{addr: "127.0.0.1:0", metricsAddr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true}, io.Discard, io.Discard)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	// A WebSocket that never reads, so never answers the going-away close:
+	// the shutdown waits for it, which keeps the metrics listener up.
+	ws, _, err := websocket.Dial(ctx, "ws://"+at.addr+"/lobby/ws", &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer pk"}}})
+	if err != nil {
+		t.Fatalf("Dial() = %v", err)
+	}
+	defer ws.CloseNow()
+	if _, _, err := ws.Read(ctx); err != nil { // the welcome: the server holds the connection
+		t.Fatalf("reading the welcome: %v", err)
+	}
+	if status, body := getJSON(t, "http://"+at.metrics+"/readyz"); status != 200 {
+		t.Fatalf("/readyz before the shutdown = %d %v, want 200", status, body)
+	}
+	stop()
+	for {
+		resp, err := plainClient.Get("http://" + at.metrics + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz went away (%v) without answering 503 during the shutdown", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("/readyz during the shutdown = %d, want 503", resp.StatusCode)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("/readyz still answers 200 %v after the shutdown began", waitTimeout)
+		}
 	}
 }

@@ -40,8 +40,8 @@
 // GET /metrics answers the Prometheus text format (see serverMetrics for
 // every metric), on -addr or, with -metrics-addr, only there. GET /healthz
 // answers 200 while the process serves; GET /readyz answers 200 while the
-// history store is writable and 503 with what is wrong otherwise, both in
-// JSON. Logs go to stderr through log/slog, as text or JSON (-log-format),
+// history store is writable and 503 with what is wrong otherwise (and from
+// the start of a shutdown on), both in JSON. Logs go to stderr through log/slog, as text or JSON (-log-format),
 // with the room, client id, remote address and close code of every
 // connection; they never hold a payload, a key or a token. The keys are
 // printed at start only while they are the development defaults.
@@ -133,6 +133,10 @@ func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
 
 // check refuses a config that cannot serve, naming the setting.
 func (cfg config) check() error {
+	if cfg.addr == "" {
+		// net.Listen would take every interface and a random port.
+		return errors.New(`-addr is empty: name the address to listen on, such as 127.0.0.1:8080 (":8080" for every interface)`)
+	}
 	if cfg.publishKey == "" || cfg.subscribeKey == "" || cfg.publishKey == cfg.subscribeKey {
 		return errors.New("-publish-key and -subscribe-key must be set and differ")
 	}
@@ -298,6 +302,7 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 		return err
 	case <-ctx.Done():
 	}
+	hl.stop() // before anything closes: /readyz turns 503 while the listeners still answer
 	fmt.Fprintln(out, "shutting down")
 	logger.Info("plaza: shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)

@@ -39,6 +39,14 @@ func start(t *testing.T, cfg config) string {
 // logs, and both addresses returned.
 func startWith(t *testing.T, cfg config, out, logs io.Writer) listening {
 	t.Helper()
+	at, _ := startStoppable(t, cfg, out, logs)
+	return at
+}
+
+// startStoppable is startWith that returns too a stop, which begins the
+// shutdown at once (as SIGTERM does); the test's end waits for it.
+func startStoppable(t *testing.T, cfg config, out, logs io.Writer) (listening, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan listening, 1)
 	done := make(chan error, 1)
@@ -62,7 +70,7 @@ func startWith(t *testing.T, cfg config, out, logs io.Writer) listening {
 			t.Errorf("run() still running %v after its context ended", waitTimeout)
 		}
 	})
-	return addr
+	return addr, cancel
 }
 
 // testConfig fills the settings cfg leaves zero that every test shares
@@ -169,6 +177,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, publishPerMinute: -1}, "-publish-per-minute"},
 		{config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true, shutdownTimeout: -time.Second}, "-shutdown-timeout"},
 		{config{addr: "256.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true}, "-addr"},
+		{config{addr: "", publishKey: "pk", subscribeKey: "sk", memory: true}, "-addr"}, // not every interface on a random port
 		{config{addr: "127.0.0.1:0", metricsAddr: "256.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true}, "-metrics-addr"},
 	} {
 		if err := run(ctx, testConfig(tt.cfg), io.Discard, io.Discard, nil); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/coder/websocket"
 
 	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/pubsub"
@@ -33,7 +34,7 @@ import (
 //
 //	plaza_connections{protocol}            gauge: open WebSockets ("websocket") and event streams ("sse")
 //	plaza_connection_opens_total{protocol}  connections and streams opened (authenticated)
-//	plaza_connection_closes_total{protocol,code}  closed, by WebSocket close code ("0" for streams)
+//	plaza_connection_closes_total{protocol,code}  closed, by WebSocket close code ("0" for streams, "other" for a code of the client's own)
 //	plaza_reconnects_total                 WebSockets opened by a client id whose last one closed within reconnectWindow
 //	plaza_hub_connections                  gauge: the hub's connections, one per WebSocket, stream or HTTP request in flight
 //	plaza_client_sockets                   gauge: temporary client sockets remembered
@@ -174,7 +175,7 @@ func (m *serverMetrics) connEvent(ev network.ConnEvent) {
 	if !ev.Closed {
 		m.set.GetOrCreateCounter(`plaza_connection_opens_total{protocol="` + ev.Protocol + `"}`).Inc()
 	} else {
-		m.set.GetOrCreateCounter(`plaza_connection_closes_total{protocol="` + ev.Protocol + `",code="` + strconv.Itoa(int(ev.Code)) + `"}`).Inc()
+		m.set.GetOrCreateCounter(`plaza_connection_closes_total{protocol="` + ev.Protocol + `",code="` + closeLabel(ev.Code) + `"}`).Inc()
 	}
 	if ev.Protocol != "websocket" {
 		return
@@ -203,6 +204,23 @@ func (m *serverMetrics) connEvent(ev network.ConnEvent) {
 			m.reconnects.Inc()
 		}
 	}
+}
+
+// closeLabel is the code label of a close: the code for the ones the
+// protocol and the network server define, "other" for any code a client
+// chose itself, so that clients cannot make series without bound.
+func closeLabel(code websocket.StatusCode) string {
+	switch code {
+	case 0, // an event stream
+		websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusProtocolError,
+		websocket.StatusUnsupportedData, websocket.StatusNoStatusRcvd, websocket.StatusAbnormalClosure,
+		websocket.StatusInvalidFramePayloadData, websocket.StatusPolicyViolation, websocket.StatusMessageTooBig,
+		websocket.StatusInternalError,
+		network.CloseUnauthenticated, network.CloseCredentialsExpired, network.CloseMaxDuration,
+		network.CloseSlowConsumer, network.CloseHubEnded:
+		return strconv.Itoa(int(code))
+	}
+	return "other"
 }
 
 // commitDone records a commit that began at start and ended with err.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -244,5 +245,29 @@ func TestIsPublishPath(t *testing.T) {
 		if got := isPublishPath(path); got != want {
 			t.Errorf("isPublishPath(%q) = %v, want %v", path, got, want)
 		}
+	}
+}
+
+// A close code a client chooses itself is counted as "other": clients
+// cannot add series to plaza_connection_closes_total, one per code of the
+// thousands they may send.
+func TestMetricsCloseCodesBounded(t *testing.T) {
+	base := "http://" + start(t, config{addr: "127.0.0.1:0", publishKey: "pk", subscribeKey: "sk", memory: true})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/lobby/ws", &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer pk"}}})
+	if err != nil {
+		t.Fatalf("Dial() = %v", err)
+	}
+	defer ws.CloseNow()
+	if _, _, err := ws.Read(ctx); err != nil {
+		t.Fatalf("reading the welcome: %v", err)
+	}
+	if err := ws.Close(4321, "mine"); err != nil {
+		t.Fatalf("Close(4321) = %v", err)
+	}
+	fams := awaitMetric(t, base+"/metrics", 1, "plaza_connection_closes_total", "protocol=websocket")
+	if got := metricValue(fams, "plaza_connection_closes_total", "protocol=websocket", "code=other"); got != 1 {
+		t.Errorf(`plaza_connection_closes_total{code="other"} = %v after a client closed with 4321, want 1; the series: %v`, got, fams["plaza_connection_closes_total"])
 	}
 }

@@ -162,6 +162,7 @@ func (c *Client) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub
 	cc := &clientConn{
 		cl:         c,
 		done:       make(chan struct{}),
+		handedOut:  make(chan struct{}),
 		readerDone: make(chan struct{}),
 		closing:    make(chan struct{}),
 		pumpDone:   make(chan struct{}),
@@ -217,9 +218,18 @@ type clientConn struct {
 	cl         *Client
 	ws         *websocket.Conn
 	id         string
-	done       chan struct{}
+	done       chan struct{} // closed when the Conn ends
 	readerDone chan struct{}
-	dec        messagesDecoder // the reader's
+
+	// handedOut is Done's channel: closed with done or, once Messages is
+	// in use, when the messages that arrived before the end have been
+	// handed out on it (or at Close), so that a consumer that drains the
+	// channel without blocking after Done, as the Conn contract allows,
+	// gets them all.
+	handedOut     chan struct{}
+	handedOutOnce sync.Once
+
+	dec messagesDecoder // the reader's
 
 	// The delivery queue.
 	qmu    sync.Mutex
@@ -513,7 +523,10 @@ func (cc *clientConn) resetQueue() {
 
 // Messages returns a channel for consumers that do not Take: the first call
 // starts a goroutine that hands the queue's messages to it one at a time,
-// until Close, or until the Conn is done and the queue empty.
+// until Close, or until the Conn is done and the queue empty. Once it is in
+// use, Done is closed when that goroutine has handed out the messages that
+// arrived before the Conn ended (or at Close): a consumer that selects on
+// both, and drains the channel without blocking after Done, misses none.
 func (cc *clientConn) Messages() <-chan *pubsub.Message {
 	cc.msgsOnce.Do(func() {
 		cc.msgs = make(chan *pubsub.Message)
@@ -525,6 +538,7 @@ func (cc *clientConn) Messages() <-chan *pubsub.Message {
 
 func (cc *clientConn) pump() {
 	defer close(cc.pumpDone)
+	defer cc.handOutDone()
 	for {
 		m, ok := cc.pop()
 		if !ok {
@@ -588,11 +602,19 @@ func (cc *clientConn) end(err error, closed bool) bool {
 		cc.timer.Stop()
 	}
 	close(cc.done)
+	if !cc.pumping.Load() {
+		cc.handOutDone() // else the pump does, once it has handed out the rest
+	}
 	return true
 }
 
+// handOutDone closes Done's channel.
+func (cc *clientConn) handOutDone() {
+	cc.handedOutOnce.Do(func() { close(cc.handedOut) })
+}
+
 func (cc *clientConn) ClientID() string      { return cc.id }
-func (cc *clientConn) Done() <-chan struct{} { return cc.done }
+func (cc *clientConn) Done() <-chan struct{} { return cc.handedOut }
 
 func (cc *clientConn) Err() error {
 	cc.mu.Lock()

@@ -216,8 +216,14 @@ func TestClientQueueFull(t *testing.T) {
 				}
 				ids = append(ids, m.ID)
 			}
+			ended := c.Done()
+			if tt.name == "messages" {
+				// Done waits for the channel to hand out what is
+				// queued, which this consumer reads only afterwards.
+				ended = c.(*clientConn).done
+			}
 			select {
-			case <-c.Done():
+			case <-ended:
 			case <-time.After(waitTimeout):
 				t.Fatalf("Conn whose queue outgrew %d bytes still live after %v", limit, waitTimeout)
 			}
@@ -384,5 +390,82 @@ func TestClientReadsFullPageOfLargeMessages(t *testing.T) {
 	}
 	if len(page.Messages) != pubsub.MaxHistoryLimit {
 		t.Errorf("History returned %d messages, want %d", len(page.Messages), pubsub.MaxHistoryLimit)
+	}
+}
+
+// A consumer of Messages that drains the channel without blocking once Done
+// is closed, as the Conn contract allows and as a Room does over a Conn
+// that a wrapper keeps from being a BatchConn, gets every message that
+// arrived before the Conn ended: none is handed out after that drain.
+func TestClientMessagesDrainedAfterDone(t *testing.T) {
+	t.Parallel()
+	const (
+		limit = 1000 // bytes: a handful of these messages
+		sent  = 30
+	)
+	f := newFixture(t, memory.Options{}, Options{})
+	client, err := NewClient(f.ts.URL, &DialOptions{QueueBytes: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	c, err := client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msgs := c.Messages()
+	if err := c.Subscribe(ctx, pubsub.SubscribeRequest{Topic: "chat"}); err != nil {
+		t.Fatal(err)
+	}
+	pub := f.connect(t, "lobby", "alice")
+	for i := range sent {
+		if _, err := pub.Publish(ctx, pubsub.PublishRequest{Topic: "chat", Payload: []byte(`"` + strings.Repeat("x", 60) + `"`)}); err != nil {
+			t.Fatalf("Publish(#%d) = %v", i+1, err)
+		}
+	}
+	cc := c.(*clientConn)
+	recv(t, cc.done, "the Conn to end with SLOW_CONSUMER") // as a busy handler would, the consumer reads nothing until then
+
+	// The Room's loop over a Conn that is not a BatchConn.
+	got := 0
+	deadline := time.After(waitTimeout)
+	for live := true; live; {
+		select {
+		case <-msgs:
+			got++
+			continue
+		default:
+		}
+		select {
+		case <-msgs:
+			got++
+		case <-c.Done():
+			for drained := false; !drained; {
+				select {
+				case <-msgs:
+					got++
+				default:
+					drained = true
+				}
+			}
+			live = false
+		case <-deadline:
+			t.Fatalf("Done not closed %v after the Conn ended; %d messages read", waitTimeout, got)
+		}
+	}
+	late := 0
+	for pumping := true; pumping; {
+		select {
+		case <-msgs:
+			late++
+		case <-cc.pumpDone:
+			pumping = false
+		case <-deadline:
+			t.Fatalf("Messages() still handing out messages %v after the Conn ended", waitTimeout)
+		}
+	}
+	if got == 0 || late != 0 {
+		t.Errorf("%d messages read before the drain after Done ended, and %d after it; want some, and none after: a consumer that drains after Done loses those", got, late)
 	}
 }
