@@ -3,6 +3,7 @@ package network
 import (
 	"errors"
 	"net"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -244,4 +245,35 @@ func TestClientRefusalNoFailover(t *testing.T) {
 			t.Errorf("node %d (%s) is marked failed after a refusal", i, fs[i].ts.URL)
 		}
 	}
+}
+
+// FuzzNewClientURLs: any list either fails at construction or gives nodes
+// whose room URLs are WebSocket URLs of a host, under the path given.
+func FuzzNewClientURLs(f *testing.F) {
+	f.Add("ws://127.0.0.1:8080", "wss://[::1]/plaza/", "lobby")
+	f.Add("http://a:1/x%20y?t=1#frag", "https://b", "a b")
+	f.Add("ws:///nohost", "ftp://x", "r")
+	f.Add("ws://h/%zz", "", "")
+	f.Fuzz(func(t *testing.T, a, b, room string) {
+		c, err := NewClientURLs([]string{a, b}, nil)
+		if err != nil {
+			return
+		}
+		if len(c.nodes) != 2 {
+			t.Fatalf("NewClientURLs(%q, %q) has %d nodes, want 2", a, b, len(c.nodes))
+		}
+		for _, n := range c.nodes {
+			raw := n.roomURL(room)
+			u, err := url.Parse(raw)
+			if err != nil {
+				t.Fatalf("room URL %q of %q does not parse: %v", raw, n.base, err)
+			}
+			if (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.Fragment != "" {
+				t.Errorf("room URL %q: want ws or wss, a host and no fragment", raw)
+			}
+			if !strings.HasSuffix(u.Path, "/"+room+"/ws") {
+				t.Errorf("room URL %q has path %q, want it to end in /%s/ws", raw, u.Path, room)
+			}
+		}
+	})
 }
