@@ -205,46 +205,53 @@ func (t *MemorySocketStore) Create(_ context.Context, sock ClientSocket, now tim
 }
 
 // Use implements [SocketStore]; ctx is not used, nor is the context of the
-// function it returns.
+// function it returns, which gives the use back once however often it is
+// called.
 func (t *MemorySocketStore) Use(_ context.Context, room, token string, now time.Time) (ClientSocket, func(context.Context) error, error) {
-	sock, release, perr := t.use(room, token, now)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sock, perr := t.lookup(room, token, now)
 	if perr != nil {
 		return ClientSocket{}, nil, perr
 	}
-	return sock, func(context.Context) error { release(); return nil }, nil
+	sock.Uses++
+	released := false
+	release := func(context.Context) error {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if !released {
+			released = true
+			sock.Uses--
+		}
+		return nil
+	}
+	return *sock, release, nil
 }
 
 // Peek implements [SocketStore]; ctx is not used.
 func (t *MemorySocketStore) Peek(_ context.Context, room, token string, now time.Time) (ClientSocket, error) {
-	sock, release, perr := t.use(room, token, now)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sock, perr := t.lookup(room, token, now)
 	if perr != nil {
 		return ClientSocket{}, perr
 	}
-	release()
-	sock.Uses--
-	return sock, nil
+	return *sock, nil
 }
 
-func (t *MemorySocketStore) use(room, token string, now time.Time) (ClientSocket, func(), *pubsub.Error) {
-	k := sha256.Sum256([]byte(token))
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	sock := t.m[k]
+// lookup finds the socket of token in room and judges whether it can be
+// used at now. Call it with mu held.
+func (t *MemorySocketStore) lookup(room, token string, now time.Time) (*ClientSocket, *pubsub.Error) {
+	sock := t.m[sha256.Sum256([]byte(token))]
 	switch {
 	case sock == nil || sock.Room != room:
-		return ClientSocket{}, nil, pubsub.Errorf(CodeInvalidClientSocket, "no such client socket in this room")
+		return nil, pubsub.Errorf(CodeInvalidClientSocket, "no such client socket in this room")
 	case sock.MaxUses > 0 && sock.Uses >= sock.MaxUses:
-		return ClientSocket{}, nil, pubsub.Errorf(CodeExhaustedClientSocket, "the client socket has been used %s, its max_uses", times(sock.MaxUses))
+		return nil, pubsub.Errorf(CodeExhaustedClientSocket, "the client socket has been used %s, its max_uses", times(sock.MaxUses))
 	case !now.Before(sock.Expires):
-		return ClientSocket{}, nil, pubsub.Errorf(CodeExpiredClientSocket, "the client socket expired at %s", sock.Expires.UTC().Format(time.RFC3339))
+		return nil, pubsub.Errorf(CodeExpiredClientSocket, "the client socket expired at %s", sock.Expires.UTC().Format(time.RFC3339))
 	}
-	sock.Uses++
-	release := sync.OnceFunc(func() {
-		t.mu.Lock()
-		sock.Uses--
-		t.mu.Unlock()
-	})
-	return *sock, release, nil
+	return sock, nil
 }
 
 // storeError is the error a client gets when a store failed: a
