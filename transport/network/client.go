@@ -58,6 +58,16 @@ type DialOptions struct {
 	// cannot be written in time is lost. Zero means 10 seconds.
 	WriteTimeout time.Duration
 
+	// NodeTimeout bounds how long a Connect of a Client with several nodes
+	// ([NewClientURLs]) waits for one of them, from the TCP connection to
+	// the server's welcome, before it counts that node as failed and tries
+	// the next: a node that is down without refusing connections (a host
+	// that is off, a dropped route) costs a Connect this, not its whole
+	// context. It is never longer than the Connect's context allows. A
+	// Client with one node waits as long as the context. Zero means 10
+	// seconds.
+	NodeTimeout time.Duration
+
 	// Clock tells the time for dead-server detection: a Conn that has heard
 	// nothing from the server, not even a heartbeat ping, for 2.5 times
 	// the heartbeat the server announced is lost. Nil means
@@ -122,8 +132,8 @@ func NewClient(rawURL string, opts *DialOptions) (*Client, error) {
 // NewClient takes it. It fails, doing no I/O, when the list is empty or a
 // URL is malformed, naming it.
 //
-// Connect tries the nodes one at a time, each at most once, and returns the
-// first connection that opens. Successive Connects start from successive
+// Connect tries the nodes one at a time, each at most once and for at most
+// DialOptions.NodeTimeout, and returns the first connection that opens. Successive Connects start from successive
 // nodes, the first from a random one, so that the Rooms of a program, and
 // the programs that share a list, spread over the nodes. A node whose
 // connection failed or was lost in the last 30 seconds is tried after the
@@ -162,8 +172,14 @@ func NewClientURLs(rawURLs []string, opts *DialOptions) (*Client, error) {
 	if c.opts.Clock == nil {
 		c.opts.Clock = pubsub.SystemClock{}
 	}
+	if c.opts.NodeTimeout <= 0 {
+		c.opts.NodeTimeout = DefaultNodeTimeout
+	}
 	return c, nil
 }
+
+// DefaultNodeTimeout is the default of DialOptions.NodeTimeout.
+const DefaultNodeTimeout = 10 * time.Second
 
 // parseServerURL checks and normalizes one server URL.
 func parseServerURL(rawURL string) (*url.URL, error) {
@@ -251,8 +267,23 @@ func (c *Client) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub
 	}
 }
 
-// connectNode opens a WebSocket to room on nd and authenticates.
+// connectNode opens a WebSocket to room on nd and authenticates, within
+// NodeTimeout when the Client has several nodes.
 func (c *Client) connectNode(ctx context.Context, nd *node, req pubsub.ConnectRequest) (pubsub.Conn, error) {
+	if len(c.nodes) == 1 {
+		return c.dialNode(ctx, nd, req)
+	}
+	nctx, cancel := context.WithTimeout(ctx, c.opts.NodeTimeout)
+	defer cancel()
+	conn, err := c.dialNode(nctx, nd, req)
+	if err != nil && ctx.Err() == nil && nctx.Err() != nil {
+		err = c.failed(nd, lostError(fmt.Sprintf("no answer from %s within %v", nd.roomURL(req.Room), c.opts.NodeTimeout), err))
+	}
+	return conn, err
+}
+
+// dialNode opens a WebSocket to room on nd and authenticates.
+func (c *Client) dialNode(ctx context.Context, nd *node, req pubsub.ConnectRequest) (pubsub.Conn, error) {
 	hdr := c.opts.HTTPHeader.Clone()
 	if hdr == nil {
 		hdr = http.Header{}

@@ -83,17 +83,75 @@ func TestClientSpreadsConnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var conns []pubsub.Conn
 	for i := range 30 {
 		conn, err := c.Connect(ctxT(t), pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "u"})
 		if err != nil {
 			t.Fatalf("Connect #%d = %v", i, err)
 		}
 		t.Cleanup(func() { conn.Close() })
+		conns = append(conns, conn)
 	}
 	for i, f := range fs {
 		if got := f.srv.Stats().Connections; got != 10 {
 			t.Errorf("node %d holds %d of 30 connections, want 10", i, got)
 		}
+	}
+	// The connections outlive the Connect that opened them (and its
+	// per-node deadline).
+	for i, conn := range conns {
+		if _, err := conn.History(ctxT(t), pubsub.HistoryRequest{Topic: "chat"}); err != nil {
+			t.Fatalf("History() on connection #%d = %v", i, err)
+		}
+	}
+}
+
+// TestClientNodeTimeout: a node that accepts connections and never answers
+// costs a Connect DialOptions.NodeTimeout, then the next node is tried.
+func TestClientNodeTimeout(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held <- conn // read nothing, answer nothing
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		close(held)
+		for conn := range held {
+			conn.Close()
+		}
+	})
+	fs, urls := nodes(t, 1)
+	silent := "ws://" + l.Addr().String()
+	c, err := NewClientURLs([]string{silent, urls[0]}, &DialOptions{NodeTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // one of the two starts at the silent node
+		conn, err := c.Connect(ctxT(t), pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "u"})
+		if err != nil {
+			t.Fatalf("Connect #%d = %v, want the silent node given up on after NodeTimeout", i, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+	}
+	if got := fs[0].srv.Stats().Connections; got != 2 {
+		t.Errorf("the live node holds %d connections, want 2", got)
+	}
+	if c.nodes[0].failed.Load() == 0 {
+		t.Error("the silent node is not marked failed")
 	}
 }
 
