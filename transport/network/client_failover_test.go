@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,6 +76,32 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
+// fakeNode listens on loopback and hands each TCP connection to serve, on
+// its accept goroutine, until the test ends; it returns its ws:// URL.
+func fakeNode(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			serve(conn)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+	})
+	return "ws://" + l.Addr().String()
+}
+
 // TestClientSpreadsConnects: successive Connects go to successive nodes.
 func TestClientSpreadsConnects(t *testing.T) {
 	t.Parallel()
@@ -110,32 +137,21 @@ func TestClientSpreadsConnects(t *testing.T) {
 // costs a Connect DialOptions.NodeTimeout, then the next node is tried.
 func TestClientNodeTimeout(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := make(chan net.Conn, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			held <- conn // read nothing, answer nothing
-		}
-	}()
+	var mu sync.Mutex
+	var held []net.Conn
+	silent := fakeNode(t, func(conn net.Conn) { // read nothing, answer nothing
+		mu.Lock()
+		held = append(held, conn)
+		mu.Unlock()
+	})
 	t.Cleanup(func() {
-		l.Close()
-		<-done
-		close(held)
-		for conn := range held {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, conn := range held {
 			conn.Close()
 		}
 	})
 	fs, urls := nodes(t, 1)
-	silent := "ws://" + l.Addr().String()
 	c, err := NewClientURLs([]string{silent, urls[0]}, &DialOptions{NodeTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -217,30 +233,13 @@ func TestClientFailover(t *testing.T) {
 // after the others, so that the Connects that follow do not each pay for it.
 func TestClientSkipsFailedNode(t *testing.T) {
 	t.Parallel()
-	// A node that accepts TCP connections and drops them at once.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var accepted atomic.Int32
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			conn.Close()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
+	dead := fakeNode(t, func(conn net.Conn) { // drop at once
+		accepted.Add(1)
+		conn.Close()
 	})
 	fs, urls := nodes(t, 2)
-	c, err := NewClientURLs([]string{"ws://" + l.Addr().String(), urls[0], urls[1]}, nil)
+	c, err := NewClientURLs([]string{dead, urls[0], urls[1]}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
