@@ -29,8 +29,10 @@ type ClientSocket struct {
 	Topic   string // a topic, or a pattern when Pattern is set
 	Pattern bool
 	// Identity is the creator's: every connection opened with the socket
-	// has it. A store outside the process keeps its ClientID and Expires
-	// and, for Options.Keys, its Role (Info); see [SocketStore].
+	// has it. A store gives back its ClientID and Expires (to the
+	// millisecond at least), and an Info that is a [Role], as Options.Keys
+	// makes, as that Role; a store outside the process may refuse to
+	// Create a socket whose Info it cannot keep.
 	Identity Identity
 	MaxDur   time.Duration // how long each connection may last; zero: unlimited
 	Expires  time.Time     // connections must start before it
