@@ -1,11 +1,13 @@
 package network
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -56,6 +58,16 @@ type DialOptions struct {
 	// cannot be written in time is lost. Zero means 10 seconds.
 	WriteTimeout time.Duration
 
+	// NodeTimeout bounds how long a Connect of a Client with several nodes
+	// ([NewClientURLs]) waits for one of them, from the TCP connection to
+	// the server's welcome, before it counts that node as failed and tries
+	// the next: a node that is down without refusing connections (a host
+	// that is off, a dropped route) costs a Connect this, not its whole
+	// context. It is never longer than the Connect's context allows. A
+	// Client with one node waits as long as the context. Zero means 10
+	// seconds.
+	NodeTimeout time.Duration
+
 	// Clock tells the time for dead-server detection: a Conn that has heard
 	// nothing from the server, not even a heartbeat ping, for 2.5 times
 	// the heartbeat the server announced is lost. Nil means
@@ -71,9 +83,11 @@ const defaultClientMaxFrame = 8 << 20
 
 // Client is a pubsub.Transport that reaches a hub served by a [Server] in
 // another process. Each Connect opens one WebSocket, to GET /{room}/ws under
-// the Client's URL; the Client itself holds no connection and needs no
-// closing. The Conn it returns reports a lost WebSocket as NETWORK_ERROR and
-// does not reconnect: the pubsub.Room does that.
+// one of the Client's node URLs; the Client itself holds no connection and
+// needs no closing. The Conn it returns reports a lost WebSocket as
+// NETWORK_ERROR and does not reconnect: the pubsub.Room does that, by
+// calling Connect again, which then lands on another node when the one it
+// lost is down (see [NewClientURLs]).
 //
 // A ConnectRequest's Token travels as "Authorization: Bearer <token>"; an
 // empty Token is sent as {"auth": ""}. Its ClientID is not sent: the server
@@ -85,19 +99,90 @@ const defaultClientMaxFrame = 8 << 20
 // take in batches (it is a pubsub.BatchConn); see "The Go client's receive
 // path" in the package documentation.
 //
-// Create a Client with [NewClient]; the zero value is not usable. A Client is
-// safe for concurrent use.
+// Create a Client with [NewClient] or [NewClientURLs]; the zero value is not
+// usable. A Client is safe for concurrent use.
 type Client struct {
-	base *url.URL
-	opts DialOptions
+	nodes []*node
+	next  atomic.Uint32 // counts Connects: the rotation of the node list
+	opts  DialOptions
 }
+
+// node is one server URL of a Client.
+type node struct {
+	base   *url.URL
+	failed atomic.Int64 // when a connection to it last failed or was lost (Unix ns); zero: never
+}
+
+// nodeQuarantine is how long after a failure a node is tried only when every
+// other node has failed too.
+const nodeQuarantine = 30 * time.Second
 
 var _ pubsub.Transport = (*Client)(nil)
 
 // NewClient returns a Client for the server at rawURL: "ws://host:port", or
 // with a path prefix where the Server is mounted, "wss://host/plaza". http
-// and https URLs mean ws and wss. NewClient does no I/O.
+// and https URLs mean ws and wss. NewClient does no I/O. It is
+// NewClientURLs with one URL.
 func NewClient(rawURL string, opts *DialOptions) (*Client, error) {
+	return NewClientURLs([]string{rawURL}, opts)
+}
+
+// NewClientURLs returns a Client for several nodes that serve the same hub,
+// such as servers over one Redis (see transport/redis): each URL as
+// NewClient takes it. It fails, doing no I/O, when the list is empty or a
+// URL is malformed, naming it.
+//
+// Connect tries the nodes one at a time, each at most once and for at most
+// DialOptions.NodeTimeout, and returns the first connection that opens. Successive Connects start from successive
+// nodes, the first from a random one, so that the Rooms of a program, and
+// the programs that share a list, spread over the nodes. A node whose
+// connection failed or was lost in the last 30 seconds is tried after the
+// others, so that a Room whose node died reconnects to another one. Only
+// NETWORK_ERROR moves on to the next node: a refusal such as
+// UNAUTHENTICATED is the same on every node and is returned at once. When
+// no node can be reached, the NETWORK_ERROR names every node tried and why
+// each failed.
+func NewClientURLs(rawURLs []string, opts *DialOptions) (*Client, error) {
+	if len(rawURLs) == 0 {
+		return nil, errors.New("network: no server URL")
+	}
+	c := &Client{nodes: make([]*node, 0, len(rawURLs))}
+	for _, raw := range rawURLs {
+		u, err := parseServerURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		c.nodes = append(c.nodes, &node{base: u})
+	}
+	if len(c.nodes) > 1 {
+		c.next.Store(rand.Uint32())
+	}
+	if opts != nil {
+		c.opts = *opts
+	}
+	if c.opts.QueueBytes <= 0 {
+		c.opts.QueueBytes = DefaultClientQueueBytes
+	}
+	if c.opts.MaxFrameBytes <= 0 {
+		c.opts.MaxFrameBytes = defaultClientMaxFrame
+	}
+	if c.opts.WriteTimeout <= 0 {
+		c.opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.opts.Clock == nil {
+		c.opts.Clock = pubsub.SystemClock{}
+	}
+	if c.opts.NodeTimeout <= 0 {
+		c.opts.NodeTimeout = DefaultNodeTimeout
+	}
+	return c, nil
+}
+
+// DefaultNodeTimeout is the default of DialOptions.NodeTimeout.
+const DefaultNodeTimeout = 10 * time.Second
+
+// parseServerURL checks and normalizes one server URL.
+func parseServerURL(rawURL string) (*url.URL, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("network: bad server URL: %w", err)
@@ -117,41 +202,88 @@ func NewClient(rawURL string, opts *DialOptions) (*Client, error) {
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = strings.TrimRight(u.RawPath, "/")
 	u.Fragment, u.RawFragment = "", ""
-	c := &Client{base: u}
-	if opts != nil {
-		c.opts = *opts
-	}
-	if c.opts.QueueBytes <= 0 {
-		c.opts.QueueBytes = DefaultClientQueueBytes
-	}
-	if c.opts.MaxFrameBytes <= 0 {
-		c.opts.MaxFrameBytes = defaultClientMaxFrame
-	}
-	if c.opts.WriteTimeout <= 0 {
-		c.opts.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.opts.Clock == nil {
-		c.opts.Clock = pubsub.SystemClock{}
-	}
-	return c, nil
+	return u, nil
 }
 
-// roomURL is the WebSocket URL of a room.
-func (c *Client) roomURL(room string) string {
-	u := *c.base
-	u.Path = c.base.Path + "/" + room + "/ws"
-	u.RawPath = c.base.EscapedPath() + "/" + url.PathEscape(room) + "/ws"
+// roomURL is the WebSocket URL of a room on node n.
+func (n *node) roomURL(room string) string {
+	u := *n.base
+	u.Path = n.base.Path + "/" + room + "/ws"
+	u.RawPath = n.base.EscapedPath() + "/" + url.PathEscape(room) + "/ws"
 	return u.String()
 }
 
-// Connect opens a WebSocket to room and authenticates. It returns an
-// *pubsub.Error: UNAUTHENTICATED or PERMISSION_DENIED when the server refuses
-// the credentials, NETWORK_ERROR when it cannot be reached, or an error that
-// wraps ctx's when ctx ends first.
+// Connect opens a WebSocket to room on one of the Client's nodes and
+// authenticates. It returns an *pubsub.Error: UNAUTHENTICATED or
+// PERMISSION_DENIED when the server refuses the credentials, NETWORK_ERROR
+// when no node can be reached, or an error that wraps ctx's when ctx ends
+// first.
 func (c *Client) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("network: connect: %w", err)
 	}
+	if len(c.nodes) == 1 {
+		return c.connectNode(ctx, c.nodes[0], req)
+	}
+	// The healthy nodes first, rotated by one more each Connect, so that
+	// they share the Connects evenly; then the quarantined ones, least
+	// recently failed first.
+	turn := c.next.Add(1) - 1
+	healthy := make([]*node, 0, len(c.nodes))
+	var held []*node
+	now := c.opts.Clock.Now().UnixNano()
+	for _, nd := range c.nodes {
+		if f := nd.failed.Load(); f != 0 && now-f < int64(nodeQuarantine) {
+			held = append(held, nd)
+			continue
+		}
+		healthy = append(healthy, nd)
+	}
+	order := healthy
+	if len(healthy) > 1 {
+		k := int(turn % uint32(len(healthy)))
+		order = append(healthy[k:len(healthy):len(healthy)], healthy[:k]...)
+	}
+	slices.SortStableFunc(held, func(a, b *node) int { return cmp.Compare(a.failed.Load(), b.failed.Load()) })
+	order = append(order, held...)
+	var errs []error
+	var msgs []string
+	for _, nd := range order {
+		conn, err := c.connectNode(ctx, nd, req)
+		if err == nil {
+			return conn, nil
+		}
+		var perr *pubsub.Error
+		if ctx.Err() != nil || !errors.As(err, &perr) || perr.Code != pubsub.CodeNetworkError {
+			return nil, err
+		}
+		errs = append(errs, err)
+		msgs = append(msgs, nd.roomURL(req.Room)+": "+perr.Error())
+	}
+	return nil, &pubsub.Error{
+		Code:    pubsub.CodeNetworkError,
+		Message: fmt.Sprintf("network: no node reachable of %d tried: %s", len(order), strings.Join(msgs, "; ")),
+		Err:     errors.Join(errs...),
+	}
+}
+
+// connectNode opens a WebSocket to room on nd and authenticates, within
+// NodeTimeout when the Client has several nodes.
+func (c *Client) connectNode(ctx context.Context, nd *node, req pubsub.ConnectRequest) (pubsub.Conn, error) {
+	if len(c.nodes) == 1 {
+		return c.dialNode(ctx, nd, req)
+	}
+	nctx, cancel := context.WithTimeout(ctx, c.opts.NodeTimeout)
+	defer cancel()
+	conn, err := c.dialNode(nctx, nd, req)
+	if err != nil && ctx.Err() == nil && nctx.Err() != nil {
+		err = c.failed(nd, lostError(fmt.Sprintf("no answer from %s within %v", nd.roomURL(req.Room), c.opts.NodeTimeout), err))
+	}
+	return conn, err
+}
+
+// dialNode opens a WebSocket to room on nd and authenticates.
+func (c *Client) dialNode(ctx context.Context, nd *node, req pubsub.ConnectRequest) (pubsub.Conn, error) {
 	hdr := c.opts.HTTPHeader.Clone()
 	if hdr == nil {
 		hdr = http.Header{}
@@ -161,6 +293,7 @@ func (c *Client) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub
 	}
 	cc := &clientConn{
 		cl:         c,
+		node:       nd,
 		done:       make(chan struct{}),
 		handedOut:  make(chan struct{}),
 		readerDone: make(chan struct{}),
@@ -169,7 +302,7 @@ func (c *Client) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub
 		ready:      make(chan struct{}, 1),
 		pending:    make(map[string]chan *serverFrame),
 	}
-	u := c.roomURL(req.Room)
+	u := nd.roomURL(req.Room)
 	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
 		HTTPClient: c.opts.HTTPClient,
 		HTTPHeader: hdr,
@@ -184,18 +317,29 @@ func (c *Client) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub
 		}
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-			return nil, statusError(resp.StatusCode, httpErrorMessage(body))
+			return nil, c.failed(nd, statusError(resp.StatusCode, httpErrorMessage(body)))
 		}
-		return nil, lostError("cannot reach "+u, err)
+		return nil, c.failed(nd, lostError("cannot reach "+u, err))
 	}
 	ws.SetReadLimit(c.opts.MaxFrameBytes)
 	cc.ws = ws
 	if err := cc.handshake(ctx, req.Token); err != nil {
 		_ = ws.CloseNow()
-		return nil, err
+		return nil, c.failed(nd, err)
 	}
+	nd.failed.Store(0)
 	go cc.read()
 	return cc, nil
+}
+
+// failed records a NETWORK_ERROR of nd, so that the next Connects try it
+// last, and returns err.
+func (c *Client) failed(nd *node, err error) error {
+	var perr *pubsub.Error
+	if len(c.nodes) > 1 && errors.As(err, &perr) && perr.Code == pubsub.CodeNetworkError {
+		nd.failed.Store(max(1, c.opts.Clock.Now().UnixNano()))
+	}
+	return err
 }
 
 // httpErrorMessage extracts the message of a JSON error envelope, or returns
@@ -216,6 +360,7 @@ func httpErrorMessage(body []byte) string {
 // Messages hands them to its channel one at a time.
 type clientConn struct {
 	cl         *Client
+	node       *node
 	ws         *websocket.Conn
 	id         string
 	done       chan struct{} // closed when the Conn ends
@@ -598,6 +743,9 @@ func (cc *clientConn) end(err error, closed bool) bool {
 		return false
 	}
 	cc.err, cc.closed = err, closed
+	if !closed {
+		_ = cc.cl.failed(cc.node, err)
+	}
 	if cc.timer != nil {
 		cc.timer.Stop()
 	}

@@ -1,14 +1,11 @@
 package network
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
+	"context"
 	"math"
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/plazahq/plaza/pubsub"
@@ -98,111 +95,6 @@ func parseClientSocketQuery(q url.Values) (clientSocketParams, *pubsub.Error) {
 	return p, nil
 }
 
-// clientSocket is a temporary client socket: a token bound to one room and
-// one topic or pattern, with the identity of whoever created it.
-type clientSocket struct {
-	room    string
-	topic   string
-	pattern bool
-	id      Identity
-	maxDur  time.Duration
-	expires time.Time // connections must start before it
-	maxUses int       // zero: unlimited
-	uses    int       // successful connections so far
-}
-
-// socketTable holds the temporary client sockets by the SHA-256 of their
-// token, so that looking one up takes no time that depends on how much of a
-// guessed token is right. Expired and used-up sockets stay for
-// clientSocketGrace; a sweep, at most once a minute when a socket is
-// created, forgets older ones. It is safe for concurrent use.
-type socketTable struct {
-	mu        sync.Mutex
-	m         map[[sha256.Size]byte]*clientSocket
-	rooms     map[string]int // sockets in m per room
-	nextSweep time.Time
-}
-
-func (t *socketTable) init() {
-	t.m = make(map[[sha256.Size]byte]*clientSocket)
-	t.rooms = make(map[string]int)
-}
-
-// sweep forgets the sockets past their grace period; under pressure, also
-// every socket that can no longer be used. Call it with mu held.
-func (t *socketTable) sweep(now time.Time, pressure bool) {
-	for k, s := range t.m {
-		dead := !now.Before(s.expires.Add(clientSocketGrace))
-		if pressure {
-			dead = !now.Before(s.expires) || (s.maxUses > 0 && s.uses >= s.maxUses)
-		}
-		if dead {
-			delete(t.m, k)
-			if t.rooms[s.room]--; t.rooms[s.room] <= 0 {
-				delete(t.rooms, s.room)
-			}
-		}
-	}
-}
-
-// add stores sock and returns its token, unless the table holds max sockets,
-// or perRoom of sock's room, even after a sweep.
-func (t *socketTable) add(sock *clientSocket, now time.Time, max, perRoom int) (string, *pubsub.Error) {
-	var raw [clientSocketTokenBytes]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", pubsub.Errorf(pubsub.CodeInternal, "no randomness for a token: %v", err)
-	}
-	token := base64.RawURLEncoding.EncodeToString(raw[:])
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !now.Before(t.nextSweep) {
-		t.sweep(now, false)
-		t.nextSweep = now.Add(time.Minute)
-	}
-	if len(t.m) >= max || t.rooms[sock.room] >= perRoom {
-		t.sweep(now, true)
-	}
-	var err *pubsub.Error
-	switch {
-	case t.rooms[sock.room] >= perRoom:
-		err = pubsub.Errorf(pubsub.CodeRateLimitExceeded, "room %s has %d usable client sockets, the most a room may hold", sock.room, perRoom)
-	case len(t.m) >= max:
-		err = pubsub.Errorf(pubsub.CodeRateLimitExceeded, "%d usable client sockets exist, the most this server keeps", max)
-	}
-	if err != nil {
-		err.RetryAfter = time.Minute
-		return "", err
-	}
-	t.m[sha256.Sum256([]byte(token))] = sock
-	t.rooms[sock.room]++
-	return token, nil
-}
-
-// use takes one use of the socket of token in room, at now. On success it
-// returns a copy of the socket and a function that gives the use back, for
-// a connection that then fails to open.
-func (t *socketTable) use(room, token string, now time.Time) (clientSocket, func(), *pubsub.Error) {
-	k := sha256.Sum256([]byte(token))
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	sock := t.m[k]
-	switch {
-	case sock == nil || sock.room != room:
-		return clientSocket{}, nil, pubsub.Errorf(CodeInvalidClientSocket, "no such client socket in this room")
-	case sock.maxUses > 0 && sock.uses >= sock.maxUses:
-		return clientSocket{}, nil, pubsub.Errorf(CodeExhaustedClientSocket, "the client socket has been used %s, its max_uses", times(sock.maxUses))
-	case !now.Before(sock.expires):
-		return clientSocket{}, nil, pubsub.Errorf(CodeExpiredClientSocket, "the client socket expired at %s", sock.expires.UTC().Format(time.RFC3339))
-	}
-	sock.uses++
-	release := func() {
-		t.mu.Lock()
-		sock.uses--
-		t.mu.Unlock()
-	}
-	return *sock, release, nil
-}
-
 // times spells out n times: "once", "twice", "3 times".
 func times(n int) string {
 	switch n {
@@ -212,23 +104,6 @@ func times(n int) string {
 		return "twice"
 	}
 	return strconv.Itoa(n) + " times"
-}
-
-// peek returns the state of the socket of token in room, as use would
-// judge it, without taking a use.
-func (t *socketTable) peek(room, token string, now time.Time) (clientSocket, *pubsub.Error) {
-	sock, release, err := t.use(room, token, now)
-	if err == nil {
-		release()
-		sock.uses--
-	}
-	return sock, err
-}
-
-func (t *socketTable) size() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.m)
 }
 
 // serveClientSocketCreate answers GET /{room}/pubsub/{topic}/client: it
@@ -260,35 +135,35 @@ func (s *Server) serveClientSocketCreate(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	now := s.opts.Clock.Now()
-	sock := &clientSocket{
-		room: room, topic: name, pattern: p.Pattern, id: id,
-		maxDur: p.MaxDur, expires: now.Add(p.TTL), maxUses: p.MaxUses,
+	sock := ClientSocket{
+		Room: room, Topic: name, Pattern: p.Pattern, Identity: id,
+		MaxDur: p.MaxDur, Expires: now.Add(p.TTL), MaxUses: p.MaxUses,
 	}
-	token, perr := s.sockets.add(sock, now, s.opts.MaxClientSockets, s.opts.MaxClientSocketsPerRoom)
-	if perr != nil {
-		fail(w, perr)
+	token, err := s.opts.Sockets.Create(r.Context(), sock, now, s.opts.MaxClientSocketsPerRoom)
+	if err != nil {
+		fail(w, storeError("creating a client socket", err))
 		return
 	}
 	b := append([]byte(`{"path":`), appendString(nil, "/"+url.PathEscape(room)+"/s/"+token)...)
-	b = appendSocketInfo(b, sock)
+	b = appendSocketInfo(b, &sock)
 	writeData(w, b)
 }
 
 // appendSocketInfo appends the members after "path" of a client socket's
 // description, and the closing brace.
-func appendSocketInfo(b []byte, sock *clientSocket) []byte {
+func appendSocketInfo(b []byte, sock *ClientSocket) []byte {
 	b = append(b, `,"topic":`...)
-	b = appendString(b, sock.topic)
+	b = appendString(b, sock.Topic)
 	b = append(b, `,"pattern":`...)
-	b = strconv.AppendBool(b, sock.pattern)
+	b = strconv.AppendBool(b, sock.Pattern)
 	b = append(b, `,"expiresAt":"`...)
-	b = sock.expires.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = sock.Expires.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","maxUses":`...)
-	b = strconv.AppendInt(b, int64(sock.maxUses), 10)
+	b = strconv.AppendInt(b, int64(sock.MaxUses), 10)
 	b = append(b, `,"uses":`...)
-	b = strconv.AppendInt(b, int64(sock.uses), 10)
+	b = strconv.AppendInt(b, int64(sock.Uses), 10)
 	b = append(b, `,"maxDurMs":`...)
-	b = strconv.AppendInt(b, sock.maxDur.Milliseconds(), 10)
+	b = strconv.AppendInt(b, sock.MaxDur.Milliseconds(), 10)
 	return append(b, '}')
 }
 
@@ -301,24 +176,30 @@ func (s *Server) serveClientSocket(w http.ResponseWriter, r *http.Request) {
 	room, token := r.PathValue("room"), r.PathValue("token")
 	now := s.opts.Clock.Now()
 	if !isUpgrade(r) {
-		sock, perr := s.sockets.peek(room, token, now)
-		if perr != nil {
-			fail(w, perr)
+		sock, err := s.opts.Sockets.Peek(r.Context(), room, token, now)
+		if err != nil {
+			fail(w, storeError("reading a client socket", err))
 			return
 		}
 		writeData(w, appendSocketInfo([]byte(`{"path":`+string(appendString(nil, r.URL.Path))), &sock))
 		return
 	}
-	sock, release, perr := s.sockets.use(room, token, now)
-	if perr != nil {
+	sock, release, err := s.opts.Sockets.Use(r.Context(), room, token, now)
+	if err != nil {
+		perr := storeError("using a client socket", err)
 		s.opts.Logger.Info("network: refused client socket", "room", room, "remote", r.RemoteAddr, "err", perr)
 		fail(w, perr)
 		return
 	}
-	id := sock.id
-	c := &serverConn{room: room, bound: sock.topic, preID: &id, maxDur: sock.maxDur}
+	id := sock.Identity
+	c := &serverConn{room: room, bound: sock.Topic, preID: &id, maxDur: sock.MaxDur}
 	if !s.accept(w, r, c) {
-		release()
+		// The request's context may be over once the handshake failed.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.opts.WriteTimeout)
+		if err := release(ctx); err != nil {
+			s.opts.Logger.Warn("network: cannot give back a client socket's use", "room", room, "err", err)
+		}
+		cancel()
 	}
 }
 

@@ -38,14 +38,14 @@ func TestNewClient(t *testing.T) {
 			c, err := NewClient(tt.url, nil)
 			if tt.want == "" {
 				if err == nil {
-					t.Errorf("NewClient(%q) = %v, want an error", tt.url, c.base)
+					t.Errorf("NewClient(%q) = %v, want an error", tt.url, c.nodes[0].base)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatalf("NewClient(%q) = %v", tt.url, err)
 			}
-			if got := c.roomURL("lobby"); got != tt.want {
+			if got := c.nodes[0].roomURL("lobby"); got != tt.want {
 				t.Errorf("room URL = %q, want %q", got, tt.want)
 			}
 		})

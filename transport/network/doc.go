@@ -4,7 +4,8 @@
 //
 // Use [NewServer] to serve any [pubsub.Transport], normally a memory.Hub, as
 // an http.Handler; use [NewClient] for a pubsub.Transport that Rooms in
-// another process join through:
+// another process join through, and [NewClientURLs] when several servers
+// serve one hub (see "Several nodes"):
 //
 //	// The hub's process.
 //	hub, _ := memory.New(memory.Options{})
@@ -177,7 +178,9 @@
 // and a close with [CloseMaxDuration] (4004), whose reason says the same.
 // Expired and used-up sockets are forgotten ten minutes after they expire,
 // or at once when a limit is reached; at most [Options.MaxClientSockets]
-// exist at once, and [Options.MaxClientSocketsPerRoom] per room.
+// exist at once (in the default [MemorySocketStore]), and
+// [Options.MaxClientSocketsPerRoom] per room. [Options.Sockets] keeps them
+// elsewhere, in a store several servers share.
 //
 // # Keys
 //
@@ -372,6 +375,25 @@
 // that was persisted). BenchmarkClientReceive measures the path from a frame
 // to the handler, per message.
 //
+// # Several nodes
+//
+// Several Servers in front of one scaled-out hub (hubs over one Redis) act
+// as one when they share the state a Server keeps between requests: give
+// each the same [Options.Sockets] ([SocketStore]: temporary client
+// sockets) and [Options.PublishWindow] ([PublishWindow]: the per-minute cap
+// of HTTP publishes). Both default to stores in the Server's own memory;
+// package statetest is the conformance suite of any other. When a shared
+// store cannot be reached, the requests that need it fail with
+// NETWORK_ERROR (503, retriable): a cap is never skipped.
+//
+// A Go client lists the nodes with [NewClientURLs]. Connect tries them one
+// at a time, starting from a random node and then from the next one on
+// each Connect, so that Rooms spread; a node that failed or dropped a
+// connection in the last 30 seconds is tried last, so that a Room whose
+// node died reconnects to another. Browsers and Node (plaza.js takes one
+// URL) reach the nodes through a load balancer that passes WebSocket
+// upgrades and event streams through.
+//
 // # Concurrency
 //
 // A Server serves each WebSocket connection with two goroutines: one reads
@@ -381,5 +403,6 @@
 // Options.Authorize are called from many connections at once (and
 // Options.OnConnEvent from their goroutines) and should not block for long: a connection handles its next request only when the current
 // one is answered. A Server, a Client and its Conns are safe for concurrent
-// use.
+// use; so must be a SocketStore or PublishWindow, which every connection
+// and request of a Server may call at once.
 package network

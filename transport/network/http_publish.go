@@ -129,7 +129,12 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if limit := s.publishLimit(room); limit > 0 {
-		if ok, after := s.limiter.Allow(room, limit, s.opts.Clock.Now()); !ok {
+		ok, after, err := s.opts.PublishWindow.Allow(ctx, room, limit, s.opts.Clock.Now())
+		if err != nil {
+			fail(w, storeError("counting the publish window", err))
+			return
+		}
+		if !ok {
 			perr := pubsub.Errorf(pubsub.CodeRateLimitExceeded, "more than %d publishes per minute in this room", limit)
 			perr.RetryAfter = after
 			fail(w, perr)

@@ -71,8 +71,21 @@ type Options struct {
 	// fails with RATE_LIMIT_EXCEEDED (HTTP 429) and a Retry-After of the
 	// seconds until the oldest publish of the window leaves it.
 	// RoomKeys.PublishPerMinute overrides it per room. The window runs on
-	// Clock. Zero means no cap.
+	// Clock and is counted by PublishWindow. Zero means no cap.
 	PublishPerMinute int
+
+	// PublishWindow counts the publishes that PublishPerMinute caps. Give
+	// Servers that serve one scaled-out hub the same window (such as
+	// transport/redis's RateWindow), so that the cap holds for a room's
+	// publishes on all of them together. Nil means a MemoryPublishWindow
+	// of the Server's own.
+	PublishWindow PublishWindow
+
+	// Sockets keeps the temporary client sockets (GET …/client). Give
+	// Servers that serve one scaled-out hub the same store, so that a
+	// socket created on one can be used on any. Nil means
+	// NewMemorySocketStore(MaxClientSockets), of the Server's own.
+	Sockets SocketStore
 
 	// MaxClientSockets is the most temporary client sockets (GET
 	// …/client) the server remembers at once, used or not, and
@@ -80,6 +93,7 @@ type Options struct {
 	// one more fails with RATE_LIMIT_EXCEEDED (HTTP 429). A socket is
 	// forgotten ten minutes after it expires, or at once when a limit is
 	// reached and it can no longer be used. Zero means 100000 and 1000.
+	// MaxClientSockets is only used when Sockets is nil.
 	MaxClientSockets        int
 	MaxClientSocketsPerRoom int
 
@@ -263,6 +277,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Clock == nil {
 		o.Clock = pubsub.SystemClock{}
+	}
+	if o.PublishWindow == nil {
+		o.PublishWindow = new(MemoryPublishWindow)
+	}
+	if o.Sockets == nil {
+		o.Sockets = NewMemorySocketStore(o.MaxClientSockets)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

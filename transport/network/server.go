@@ -10,7 +10,6 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/plazahq/plaza/internal/ratewindow"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -26,11 +25,9 @@ type Server struct {
 	t        pubsub.Transport
 	opts     Options
 	mux      *http.ServeMux
-	cache    encodeCache        // "messages" frames
-	sseCache encodeCache        // SSE events
-	limiter  ratewindow.Limiter // HTTP publishes per room
-	sockets  socketTable
-	keyMAC   []byte // secret for the client ids of bare keys
+	cache    encodeCache // "messages" frames
+	sseCache encodeCache // SSE events
+	keyMAC   []byte      // secret for the client ids of bare keys
 
 	mu       sync.Mutex
 	conns    map[*serverConn]struct{}
@@ -60,7 +57,6 @@ func NewServer(t pubsub.Transport, opts Options) *Server {
 		}
 	}
 	s.sseCache.encode = appendEvent
-	s.sockets.init()
 	s.routes()
 	return s
 }
@@ -353,7 +349,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type Stats struct {
 	Connections   int    // open WebSocket connections
 	Streams       int    // open Server-Sent Events streams
-	ClientSockets int    // temporary client sockets remembered
+	ClientSockets int    // temporary client sockets remembered; zero unless Options.Sockets has a Len method, as a MemorySocketStore does
 	Encoded       uint64 // messages encoded for WebSockets, once per publish
 	EncodedEvents uint64 // messages encoded as SSE events, once per publish
 }
@@ -363,10 +359,14 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	n, m := len(s.conns), len(s.streams)
 	s.mu.Unlock()
+	sockets := 0
+	if l, ok := s.opts.Sockets.(interface{ Len() int }); ok {
+		sockets = l.Len()
+	}
 	return Stats{
 		Connections:   n,
 		Streams:       m,
-		ClientSockets: s.sockets.size(),
+		ClientSockets: sockets,
 		Encoded:       s.cache.encodes.Load(),
 		EncodedEvents: s.sseCache.encodes.Load(),
 	}
