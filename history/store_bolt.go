@@ -95,6 +95,12 @@ const DefaultOpenTimeout = time.Second
 // them, the overlay holds the logged messages in memory: at most about two
 // checkpoints' worth (8 MiB and up, with the messages' own size).
 //
+// If a log write or its fsync fails, the appends it carried fail, and the
+// segment is not written again: the next append first checkpoints the
+// confirmed appends into the bolt file, which retires the segment with the
+// failed write, and fails too if that checkpoint does. So a failed write
+// neither comes back after a crash nor hides the appends confirmed after it.
+//
 // If a checkpoint fails (the disk is full, say), appends still succeed
 // through the log, and the next append retries the checkpoint; the overlay
 // grows meanwhile. Close reports the failure if its own last checkpoint
@@ -134,17 +140,19 @@ type Bolt struct {
 
 	// The writer's own state.
 	segs        [2]*walSegment
-	cur         int                 // the segment taking appends
-	epoch       uint64              // the highest epoch used so far
-	buf         []byte              // log records of one write
-	sinceFreeze int                 // bytes logged since the last freeze
-	lastFreeze  time.Time           // of the last freeze
-	wTrims      map[string]struct{} // trims for the next checkpoint
-	lastBatch   int                 // appends of the last write
-	released    time.Time           // when it ended
-	linger      time.Duration       // how long gather may wait after it
-	ckRunning   bool                // a checkpoint is running
-	stuck       bool                // the last checkpoint failed: frozen is still to be written
+	cur         int                      // the segment taking appends
+	epoch       uint64                   // the highest epoch used so far
+	buf         []byte                   // log records of one write
+	sinceFreeze int                      // bytes logged since the last freeze
+	lastFreeze  time.Time                // of the last freeze
+	wTrims      map[string]struct{}      // trims for the next checkpoint
+	lastBatch   int                      // appends of the last write
+	released    time.Time                // when it ended
+	linger      time.Duration            // how long gather may wait after it
+	ckRunning   bool                     // a checkpoint is running
+	stuck       bool                     // the last checkpoint failed: frozen is still to be written
+	damaged     bool                     // a log write failed: the segment is retired before the next one
+	syncFault   atomic.Pointer[syncFunc] // tests: replaces the fsync of log writes
 
 	ckReq     chan *checkpoint // to the checkpointer
 	ckDone    chan error       // from it, one answer per request
@@ -543,6 +551,19 @@ func (s *Bolt) gather() {
 // one of them is not newer than its topic's newest message, in the bolt
 // file.
 func (s *Bolt) log(reqs []boltAppend) error {
+	if s.damaged {
+		// The failed write may have left records of the segment's epoch
+		// behind its end (appends that were not confirmed), or lost what
+		// it held there (a failed fsync may drop the dirty pages): a
+		// record written after them would be unreachable on replay, or
+		// bring them back. Checkpoint what was confirmed, which retires
+		// the segment's epoch, and go on in a segment reset under a new
+		// one.
+		if err := s.checkpointNow(nil); err != nil {
+			return err
+		}
+		s.damaged = false
+	}
 	inOrder, err := s.inOrder(reqs)
 	if err != nil {
 		return err
@@ -556,7 +577,12 @@ func (s *Bolt) log(reqs []boltAppend) error {
 		s.buf = buf
 	}
 	start := time.Now()
-	if err := seg.write(buf); err != nil {
+	var sync syncFunc
+	if f := s.syncFault.Load(); f != nil {
+		sync = *f
+	}
+	if err := seg.write(buf, sync); err != nil {
+		s.damaged = true
 		return err
 	}
 	s.stats.writes.Add(1)
@@ -564,7 +590,12 @@ func (s *Bolt) log(reqs []boltAppend) error {
 	s.stats.appends.Add(int64(len(reqs)))
 	s.sinceFreeze += len(buf)
 	if !inOrder {
-		return s.checkpointNow(reqs)
+		if err := s.checkpointNow(reqs); err != nil {
+			// reqs are in the log but fail: retire them with it.
+			s.damaged = true
+			return err
+		}
+		return nil
 	}
 	var maxID int64
 	s.ovMu.Lock()

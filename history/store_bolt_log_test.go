@@ -2,12 +2,14 @@ package history_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -355,5 +357,53 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
 	case <-done:
 	case <-time.After(waitTimeout):
 		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+	}
+}
+
+// An append whose log write fails is not confirmed, and must not cost the
+// appends confirmed after it: a failed fsync may have dropped the write
+// (the log then reads zeros where it went) or kept it. Either way, what a
+// crash leaves is what the store showed before it: the confirmed appends,
+// and not the failed one.
+func TestBoltFailedLogWrite(t *testing.T) {
+	t.Parallel()
+	at := time.Now().UTC()
+	for _, tt := range []struct {
+		name string
+		lose bool
+	}{
+		{"write lost", true},
+		{"write kept", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "history.db")
+			opts := history.BoltOptions{Options: history.Options{MaxAge: -1}}
+			s, err := history.OpenBolt(path, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, b, c := boltMessage("chat", 1, at), boltMessage("chat", 2, at), boltMessage("chat", 3, at)
+			ctx := context.Background()
+			if err := s.Append(ctx, "room", a); err != nil {
+				t.Fatalf("Append(a) = %v", err)
+			}
+			s.FailSync(syscall.EIO, tt.lose)
+			if err := s.Append(ctx, "room", b); !errors.Is(err, syscall.EIO) || pubsub.CodeOf(err) != pubsub.CodeInternal {
+				t.Fatalf("Append(b) with a failing fsync = %v, want INTERNAL with EIO", err)
+			}
+			if err := s.Append(ctx, "room", c); err != nil {
+				t.Fatalf("Append(c) after the failed write = %v", err)
+			}
+			want := persisted([]pubsub.Message{a, c})
+			if diff := cmp.Diff(want, allOf(t, s, "chat")); diff != "" {
+				t.Errorf("history before the crash (-want +got):\n%s", diff)
+			}
+			s.Crash()
+			s = openBolt(t, path, opts)
+			if diff := cmp.Diff(want, allOf(t, s, "chat")); diff != "" {
+				t.Errorf("history after the crash (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

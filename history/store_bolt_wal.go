@@ -157,11 +157,20 @@ func (s *walSegment) reset(epoch uint64) error {
 }
 
 // write appends b, records of s.epoch, and waits until they are on stable
-// storage.
-func (s *walSegment) write(b []byte) error {
+// storage. sync replaces the fsync when it is not nil (tests). After an
+// error the segment may hold any part of b, or lose what it held from
+// s.off on: the caller must not write to it again (see Bolt.damaged).
+func (s *walSegment) write(b []byte, sync syncFunc) error {
 	if _, err := s.f.WriteAt(b, s.off); err != nil {
 		return err
 	}
+	off := s.off
 	s.off += int64(len(b))
+	if sync != nil {
+		return sync(s.f, off, len(b))
+	}
 	return datasync(s.f)
 }
+
+// syncFunc flushes the n bytes written at off in f to stable storage.
+type syncFunc func(f *os.File, off int64, n int) error
