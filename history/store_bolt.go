@@ -106,6 +106,9 @@ const DefaultOpenTimeout = time.Second
 // grows meanwhile. Close reports the failure if its own last checkpoint
 // fails too.
 //
+// A message whose log record would be over 4 MiB (a hub publishes at most
+// 32 KiB of payload and 4 KiB of metadata) fails with PAYLOAD_TOO_LARGE.
+//
 // An append of an id at or below the newest one its topic holds (which a
 // hub never makes: it appends each topic in id order) is written into the
 // bolt file before it returns, in a checkpoint of its own.
@@ -424,6 +427,9 @@ func (s *Bolt) Enqueue(room string, m pubsub.Message, key string) func(context.C
 		return failed(pubsub.Errorf(pubsub.CodeInternal, "history: room and topic names are longer than %d bytes", bolt.MaxKeySize))
 	}
 	req := newAppend(name, int64(m.ID), encodeRecord(&m, key))
+	if n := walBodyLen(&req); n > walMaxRecord {
+		return failed(pubsub.Errorf(pubsub.CodePayloadTooLarge, "history: the message takes %d bytes in the log, more than %d", n, walMaxRecord))
+	}
 
 	s.mu.Lock()
 	if s.closed {

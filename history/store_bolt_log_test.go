@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -405,5 +407,45 @@ func TestBoltFailedLogWrite(t *testing.T) {
 				t.Errorf("history after the crash (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// A message too large for one log record fails with PAYLOAD_TOO_LARGE
+// instead of being confirmed into a record that replay would take for the
+// log's end, losing it and every append confirmed after it.
+func TestBoltOversizedRecord(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	opts := history.BoltOptions{Options: history.Options{MaxAge: -1}}
+	s, err := history.OpenBolt(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC()
+	ctx := context.Background()
+	big := boltMessage("chat", 1, at)
+	big.Payload = []byte(`"` + strings.Repeat("x", 5<<20) + `"`)
+	small := boltMessage("chat", 2, at)
+	if err := s.Append(ctx, "room", big); pubsub.CodeOf(err) != pubsub.CodePayloadTooLarge {
+		t.Errorf("Append(a %d-byte payload) = %v, want PAYLOAD_TOO_LARGE", len(big.Payload), err)
+	}
+	if err := s.Append(ctx, "room", small); err != nil {
+		t.Fatalf("Append(small) = %v", err)
+	}
+	ids := func(msgs []pubsub.Message) []pubsub.ID {
+		var ids []pubsub.ID
+		for _, m := range msgs {
+			ids = append(ids, m.ID)
+		}
+		return ids
+	}
+	want := []pubsub.ID{small.ID}
+	if got := ids(allOf(t, s, "chat")); !slices.Equal(got, want) {
+		t.Errorf("history before the crash holds %v, want %v", got, want)
+	}
+	s.Crash()
+	s = openBolt(t, path, opts)
+	if got := ids(allOf(t, s, "chat")); !slices.Equal(got, want) {
+		t.Errorf("history after the crash holds %v, want %v", got, want)
 	}
 }

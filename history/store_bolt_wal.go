@@ -40,8 +40,17 @@ var walSuffixes = [2]string{"-wal0", "-wal1"}
 const walPrealloc = 16 << 20
 
 // walMaxRecord bounds the length field a reader believes: far more than a
-// message can take (32 KiB payload, 4 KiB metadata, 256 recipients).
+// message a hub publishes can take (32 KiB payload, 4 KiB metadata, 256
+// recipients). Enqueue refuses a larger record, which a reader would take
+// for the end of the segment.
 const walMaxRecord = 1 << 22
+
+// walBodyLen returns the length field of r's record: the bytes after the
+// checksum. A record whose length is over walMaxRecord cannot be logged.
+func walBodyLen(r *boltAppend) int {
+	var v [binary.MaxVarintLen64]byte
+	return 8 + binary.PutUvarint(v[:], uint64(len(r.bucket))) + len(r.bucket) + 8 + len(r.value)
+}
 
 // walHeader is the length, checksum and epoch of a record.
 const walHeader = 16
