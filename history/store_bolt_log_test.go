@@ -362,6 +362,18 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
 	}
 }
 
+// openToCrash opens a store in a new folder for a test that ends it with
+// Crash, and returns it with its path.
+func openToCrash(t *testing.T, opts history.BoltOptions) (*history.Bolt, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s, err := history.OpenBolt(path, opts)
+	if err != nil {
+		t.Fatalf("OpenBolt(%q) = %v", path, err)
+	}
+	return s, path
+}
+
 // An append whose log write fails is not confirmed, and must not cost the
 // appends confirmed after it: a failed fsync may have dropped the write
 // (the log then reads zeros where it went) or kept it. Either way, what a
@@ -379,12 +391,8 @@ func TestBoltFailedLogWrite(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			path := filepath.Join(t.TempDir(), "history.db")
 			opts := history.BoltOptions{Options: history.Options{MaxAge: -1}}
-			s, err := history.OpenBolt(path, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, path := openToCrash(t, opts)
 			a, b, c := boltMessage("chat", 1, at), boltMessage("chat", 2, at), boltMessage("chat", 3, at)
 			ctx := context.Background()
 			if err := s.Append(ctx, "room", a); err != nil {
@@ -415,12 +423,8 @@ func TestBoltFailedLogWrite(t *testing.T) {
 // log's end, losing it and every append confirmed after it.
 func TestBoltOversizedRecord(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "history.db")
 	opts := history.BoltOptions{Options: history.Options{MaxAge: -1}}
-	s, err := history.OpenBolt(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, path := openToCrash(t, opts)
 	at := time.Now().UTC()
 	ctx := context.Background()
 	big := boltMessage("chat", 1, at)
