@@ -1,6 +1,9 @@
 package history
 
 import (
+	"os"
+	"sync/atomic"
+
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/plazahq/plaza/pubsub"
@@ -63,4 +66,23 @@ func (s *Bolt) Crash() {
 // LogPaths returns the paths of the log's segments.
 func (s *Bolt) LogPaths() []string {
 	return []string{s.path + walSuffixes[0], s.path + walSuffixes[1]}
+}
+
+// FailSync makes the fsync of s's next log write fail with err. With lose,
+// the write is lost too, as when the kernel drops the pages it could not
+// flush: the log reads zeros where it went.
+func (s *Bolt) FailSync(err error, lose bool) {
+	var once atomic.Bool
+	f := syncFunc(func(f *os.File, off int64, n int) error {
+		if once.Swap(true) {
+			return datasync(f)
+		}
+		if lose {
+			if _, err := f.WriteAt(make([]byte, n), off); err != nil {
+				return err
+			}
+		}
+		return err
+	})
+	s.syncFault.Store(&f)
 }

@@ -95,10 +95,19 @@ const DefaultOpenTimeout = time.Second
 // them, the overlay holds the logged messages in memory: at most about two
 // checkpoints' worth (8 MiB and up, with the messages' own size).
 //
+// If a log write or its fsync fails, the appends it carried fail, and the
+// segment is not written again: the next append first checkpoints the
+// confirmed appends into the bolt file, which retires the segment with the
+// failed write, and fails too if that checkpoint does. So a failed write
+// neither comes back after a crash nor hides the appends confirmed after it.
+//
 // If a checkpoint fails (the disk is full, say), appends still succeed
 // through the log, and the next append retries the checkpoint; the overlay
 // grows meanwhile. Close reports the failure if its own last checkpoint
 // fails too.
+//
+// A message whose log record would be over 4 MiB (a hub publishes at most
+// 32 KiB of payload and 4 KiB of metadata) fails with PAYLOAD_TOO_LARGE.
 //
 // An append of an id at or below the newest one its topic holds (which a
 // hub never makes: it appends each topic in id order) is written into the
@@ -134,17 +143,19 @@ type Bolt struct {
 
 	// The writer's own state.
 	segs        [2]*walSegment
-	cur         int                 // the segment taking appends
-	epoch       uint64              // the highest epoch used so far
-	buf         []byte              // log records of one write
-	sinceFreeze int                 // bytes logged since the last freeze
-	lastFreeze  time.Time           // of the last freeze
-	wTrims      map[string]struct{} // trims for the next checkpoint
-	lastBatch   int                 // appends of the last write
-	released    time.Time           // when it ended
-	linger      time.Duration       // how long gather may wait after it
-	ckRunning   bool                // a checkpoint is running
-	stuck       bool                // the last checkpoint failed: frozen is still to be written
+	cur         int                      // the segment taking appends
+	epoch       uint64                   // the highest epoch used so far
+	buf         []byte                   // log records of one write
+	sinceFreeze int                      // bytes logged since the last freeze
+	lastFreeze  time.Time                // of the last freeze
+	wTrims      map[string]struct{}      // trims for the next checkpoint
+	lastBatch   int                      // appends of the last write
+	released    time.Time                // when it ended
+	linger      time.Duration            // how long gather may wait after it
+	ckRunning   bool                     // a checkpoint is running
+	stuck       bool                     // the last checkpoint failed: frozen is still to be written
+	damaged     bool                     // a log write failed: the segment is retired before the next one
+	syncFault   atomic.Pointer[syncFunc] // tests: replaces the fsync of log writes
 
 	ckReq     chan *checkpoint // to the checkpointer
 	ckDone    chan error       // from it, one answer per request
@@ -416,6 +427,9 @@ func (s *Bolt) Enqueue(room string, m pubsub.Message, key string) func(context.C
 		return failed(pubsub.Errorf(pubsub.CodeInternal, "history: room and topic names are longer than %d bytes", bolt.MaxKeySize))
 	}
 	req := newAppend(name, int64(m.ID), encodeRecord(&m, key))
+	if n := walBodyLen(&req); n > walMaxRecord {
+		return failed(pubsub.Errorf(pubsub.CodePayloadTooLarge, "history: the message takes %d bytes in the log, more than %d", n, walMaxRecord))
+	}
 
 	s.mu.Lock()
 	if s.closed {
@@ -543,6 +557,19 @@ func (s *Bolt) gather() {
 // one of them is not newer than its topic's newest message, in the bolt
 // file.
 func (s *Bolt) log(reqs []boltAppend) error {
+	if s.damaged {
+		// The failed write may have left records of the segment's epoch
+		// behind its end (appends that were not confirmed), or lost what
+		// it held there (a failed fsync may drop the dirty pages): a
+		// record written after them would be unreachable on replay, or
+		// bring them back. Checkpoint what was confirmed, which retires
+		// the segment's epoch, and go on in a segment reset under a new
+		// one.
+		if err := s.checkpointNow(nil); err != nil {
+			return err
+		}
+		s.damaged = false
+	}
 	inOrder, err := s.inOrder(reqs)
 	if err != nil {
 		return err
@@ -556,7 +583,12 @@ func (s *Bolt) log(reqs []boltAppend) error {
 		s.buf = buf
 	}
 	start := time.Now()
-	if err := seg.write(buf); err != nil {
+	var sync syncFunc
+	if f := s.syncFault.Load(); f != nil {
+		sync = *f
+	}
+	if err := seg.write(buf, sync); err != nil {
+		s.damaged = true
 		return err
 	}
 	s.stats.writes.Add(1)
@@ -564,7 +596,12 @@ func (s *Bolt) log(reqs []boltAppend) error {
 	s.stats.appends.Add(int64(len(reqs)))
 	s.sinceFreeze += len(buf)
 	if !inOrder {
-		return s.checkpointNow(reqs)
+		if err := s.checkpointNow(reqs); err != nil {
+			// reqs are in the log but fail: retire them with it.
+			s.damaged = true
+			return err
+		}
+		return nil
 	}
 	var maxID int64
 	s.ovMu.Lock()

@@ -2,12 +2,16 @@ package history_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -355,5 +359,97 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
 	case <-done:
 	case <-time.After(waitTimeout):
 		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+	}
+}
+
+// openToCrash opens a store in a new folder for a test that ends it with
+// Crash, and returns it with its path.
+func openToCrash(t *testing.T, opts history.BoltOptions) (*history.Bolt, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s, err := history.OpenBolt(path, opts)
+	if err != nil {
+		t.Fatalf("OpenBolt(%q) = %v", path, err)
+	}
+	return s, path
+}
+
+// An append whose log write fails is not confirmed, and must not cost the
+// appends confirmed after it: a failed fsync may have dropped the write
+// (the log then reads zeros where it went) or kept it. Either way, what a
+// crash leaves is what the store showed before it: the confirmed appends,
+// and not the failed one.
+func TestBoltFailedLogWrite(t *testing.T) {
+	t.Parallel()
+	at := time.Now().UTC()
+	for _, tt := range []struct {
+		name string
+		lose bool
+	}{
+		{"write lost", true},
+		{"write kept", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := history.BoltOptions{Options: history.Options{MaxAge: -1}}
+			s, path := openToCrash(t, opts)
+			a, b, c := boltMessage("chat", 1, at), boltMessage("chat", 2, at), boltMessage("chat", 3, at)
+			ctx := context.Background()
+			if err := s.Append(ctx, "room", a); err != nil {
+				t.Fatalf("Append(a) = %v", err)
+			}
+			s.FailSync(syscall.EIO, tt.lose)
+			if err := s.Append(ctx, "room", b); !errors.Is(err, syscall.EIO) || pubsub.CodeOf(err) != pubsub.CodeInternal {
+				t.Fatalf("Append(b) with a failing fsync = %v, want INTERNAL with EIO", err)
+			}
+			if err := s.Append(ctx, "room", c); err != nil {
+				t.Fatalf("Append(c) after the failed write = %v", err)
+			}
+			want := persisted([]pubsub.Message{a, c})
+			if diff := cmp.Diff(want, allOf(t, s, "chat")); diff != "" {
+				t.Errorf("history before the crash (-want +got):\n%s", diff)
+			}
+			s.Crash()
+			s = openBolt(t, path, opts)
+			if diff := cmp.Diff(want, allOf(t, s, "chat")); diff != "" {
+				t.Errorf("history after the crash (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A message too large for one log record fails with PAYLOAD_TOO_LARGE
+// instead of being confirmed into a record that replay would take for the
+// log's end, losing it and every append confirmed after it.
+func TestBoltOversizedRecord(t *testing.T) {
+	t.Parallel()
+	opts := history.BoltOptions{Options: history.Options{MaxAge: -1}}
+	s, path := openToCrash(t, opts)
+	at := time.Now().UTC()
+	ctx := context.Background()
+	big := boltMessage("chat", 1, at)
+	big.Payload = []byte(`"` + strings.Repeat("x", 5<<20) + `"`)
+	small := boltMessage("chat", 2, at)
+	if err := s.Append(ctx, "room", big); pubsub.CodeOf(err) != pubsub.CodePayloadTooLarge {
+		t.Errorf("Append(a %d-byte payload) = %v, want PAYLOAD_TOO_LARGE", len(big.Payload), err)
+	}
+	if err := s.Append(ctx, "room", small); err != nil {
+		t.Fatalf("Append(small) = %v", err)
+	}
+	ids := func(msgs []pubsub.Message) []pubsub.ID {
+		var ids []pubsub.ID
+		for _, m := range msgs {
+			ids = append(ids, m.ID)
+		}
+		return ids
+	}
+	want := []pubsub.ID{small.ID}
+	if got := ids(allOf(t, s, "chat")); !slices.Equal(got, want) {
+		t.Errorf("history before the crash holds %v, want %v", got, want)
+	}
+	s.Crash()
+	s = openBolt(t, path, opts)
+	if got := ids(allOf(t, s, "chat")); !slices.Equal(got, want) {
+		t.Errorf("history after the crash holds %v, want %v", got, want)
 	}
 }

@@ -40,8 +40,17 @@ var walSuffixes = [2]string{"-wal0", "-wal1"}
 const walPrealloc = 16 << 20
 
 // walMaxRecord bounds the length field a reader believes: far more than a
-// message can take (32 KiB payload, 4 KiB metadata, 256 recipients).
+// message a hub publishes can take (32 KiB payload, 4 KiB metadata, 256
+// recipients). Enqueue refuses a larger record, which a reader would take
+// for the end of the segment.
 const walMaxRecord = 1 << 22
+
+// walBodyLen returns the length field of r's record: the bytes after the
+// checksum. A record whose length is over walMaxRecord cannot be logged.
+func walBodyLen(r *boltAppend) int {
+	var v [binary.MaxVarintLen64]byte
+	return 8 + binary.PutUvarint(v[:], uint64(len(r.bucket))) + len(r.bucket) + 8 + len(r.value)
+}
 
 // walHeader is the length, checksum and epoch of a record.
 const walHeader = 16
@@ -157,11 +166,20 @@ func (s *walSegment) reset(epoch uint64) error {
 }
 
 // write appends b, records of s.epoch, and waits until they are on stable
-// storage.
-func (s *walSegment) write(b []byte) error {
+// storage. sync replaces the fsync when it is not nil (tests). After an
+// error the segment may hold any part of b, or lose what it held from
+// s.off on: the caller must not write to it again (see Bolt.damaged).
+func (s *walSegment) write(b []byte, sync syncFunc) error {
 	if _, err := s.f.WriteAt(b, s.off); err != nil {
 		return err
 	}
+	off := s.off
 	s.off += int64(len(b))
+	if sync != nil {
+		return sync(s.f, off, len(b))
+	}
 	return datasync(s.f)
 }
+
+// syncFunc flushes the n bytes written at off in f to stable storage.
+type syncFunc func(f *os.File, off int64, n int) error

@@ -99,3 +99,20 @@ func FuzzReadWAL(f *testing.F) {
 		}
 	})
 }
+
+// What Enqueue takes, a reader reads back: a record of walMaxRecord bytes
+// and the records after it. The next larger one, which a reader would take
+// for the segment's end, Enqueue refuses (TestBoltOversizedRecord).
+func TestReadWALLargestRecord(t *testing.T) {
+	recs := walRecords(2)
+	big := newAppend(recs[0].bucket, recs[0].id, nil)
+	big.value = make([]byte, walMaxRecord-walBodyLen(&big))
+	recs[0] = big
+	if n := walBodyLen(&recs[0]); n != walMaxRecord {
+		t.Fatalf("walBodyLen = %d, want %d", n, walMaxRecord)
+	}
+	epoch, got, err := readWAL(bytes.NewReader(walSegmentBytes(3, recs)))
+	if err != nil || epoch != 3 || len(got) != 2 {
+		t.Errorf("readWAL of a %d-byte record and a small one = epoch %d, %d records, %v; want epoch 3, 2 records", walMaxRecord, epoch, len(got), err)
+	}
+}

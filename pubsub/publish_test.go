@@ -47,6 +47,12 @@ func TestHubChecksWhatTheRoomDidNot(t *testing.T) {
 		{"payload replaced", func(r *pubsub.PublishRequest) { r.Payload = []byte(`{"unclosed":`) }, pubsub.ErrInvalidPayload},
 		{"payload cut short", func(r *pubsub.PublishRequest) { r.Payload = r.Payload[:len(r.Payload)-1] }, pubsub.ErrInvalidPayload},
 		{"payload emptied", func(r *pubsub.PublishRequest) { r.Payload = nil }, pubsub.ErrInvalidPayload},
+		// The same slice, rewritten in place: the buffer-reusing idiom
+		// append(p[:0], ...) and a plain copy.
+		{"payload rewritten in its buffer", func(r *pubsub.PublishRequest) {
+			r.Payload = append(r.Payload[:0], "{\"text\":\"hell\xff\"}"...)
+		}, pubsub.ErrInvalidPayload},
+		{"payload overwritten", func(r *pubsub.PublishRequest) { copy(r.Payload, `["text"`) }, pubsub.ErrInvalidPayload},
 		{"topic replaced", func(r *pubsub.PublishRequest) { r.Topic = "no spaces" }, pubsub.ErrInvalidTopicName},
 		{"topic emptied", func(r *pubsub.PublishRequest) { r.Topic = "" }, pubsub.ErrInvalidTopicName},
 		{"too many recipients", func(r *pubsub.PublishRequest) { r.To = make([]string, pubsub.MaxRecipients+1) }, pubsub.ErrInvalidRequest},
