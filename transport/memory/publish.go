@@ -58,6 +58,9 @@ func (c *conn) Publish(ctx context.Context, req pubsub.PublishRequest) (pubsub.M
 			return pubsub.Message{}, err
 		}
 	}
+	if c.h.broker != nil {
+		return c.h.publishBroker(ctx, c, &req)
+	}
 	return c.h.publish(ctx, c, &req)
 }
 
@@ -126,12 +129,13 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 		if !t.lim.AllowN(now, 1) {
 			wait := h.retryAfter(t.lim, now)
 			t.mu.Unlock()
-			h.stats.rateLimited.Add(1)
-			return pubsub.Message{}, &pubsub.Error{
-				Code:       pubsub.CodeRateLimitExceeded,
-				Message:    "topic " + req.Topic + " is over its publish rate",
-				RetryAfter: wait,
-			}
+			return pubsub.Message{}, h.rateLimited(req.Topic, wait)
+		}
+	}
+	if h.perMinute > 0 {
+		if ok, wait := h.minute.Allow(c.r.name+"\x00"+req.Topic, h.perMinute, now); !ok {
+			t.mu.Unlock()
+			return pubsub.Message{}, h.rateLimited(req.Topic, wait)
 		}
 	}
 	m := &pubsub.Message{
@@ -166,7 +170,7 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 		}
 	}
 	var f fanout
-	f.run(c, t, m, now)
+	f.run(c.r, c, t, m, now)
 	if key != "" {
 		t.dedup.add(kh, exists, key, m, nowNs, h.dedupKeys)
 	}
@@ -223,7 +227,7 @@ func (h *Hub) publishChained(ctx context.Context, c *conn, t *topicState, m *pub
 	t.mu.Lock()
 	var f fanout
 	if err == nil {
-		f.run(c, t, m, now)
+		f.run(c.r, c, t, m, now)
 		if key != "" {
 			nowNs := now.UnixNano()
 			kh := dedupHash(h.seed, c.idHash, key)
@@ -274,6 +278,16 @@ func (h *Hub) loadKeys(ctx context.Context, room string, t *topicState, now time
 	}
 	t.keysLoaded = true
 	return nil
+}
+
+// rateLimited counts a publish refused by a rate cap and returns its error.
+func (h *Hub) rateLimited(topic string, wait time.Duration) error {
+	h.stats.rateLimited.Add(1)
+	return &pubsub.Error{
+		Code:       pubsub.CodeRateLimitExceeded,
+		Message:    "topic " + topic + " is over its publish rate",
+		RetryAfter: max(wait, time.Millisecond),
+	}
 }
 
 // retryAfter says how long until lim has a token at now.
