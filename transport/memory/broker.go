@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/topic"
 )
 
 // A Broker carries what crosses nodes, so that several hubs behave, for
@@ -277,6 +279,18 @@ func (h *Hub) deliver(d Delivery) {
 		f.mode, f.pattern = viaPattern, d.Pattern
 	}
 	f.run(r, from, t, m, now)
+	if d.Pattern == "" {
+		t.delivered = max(t.delivered, m.ID)
+	} else {
+		if t.patDelivered == nil {
+			t.patDelivered = make(map[string]pubsub.ID)
+		}
+		t.patDelivered[d.Pattern] = max(t.patDelivered[d.Pattern], m.ID)
+	}
+	if t.waitCh != nil {
+		close(t.waitCh)
+		t.waitCh = nil
+	}
 	t.mu.Unlock()
 	if f.delivered > 0 {
 		h.stats.delivered.Add(f.delivered)
@@ -296,6 +310,80 @@ func (h *Hub) deliver(d Delivery) {
 		}()
 	}
 	h.maybeSweep(r, now)
+}
+
+// WaitDelivered waits until the hub has offered the messages of room's
+// topic up to id to every local connection subscribed to the topic or to
+// a pattern that matches it, and returns nil; or returns an error that
+// wraps ctx.Err() when ctx ends first. With a Broker, a message reaches
+// the subscribers of every node, this one included, when the Broker
+// delivers it, which may be after Publish returned; a test that moves a
+// manual clock, or anything else that must know a message has arrived,
+// waits for it here. Without a Broker, or without local subscribers to
+// the topic, it returns nil at once.
+func (h *Hub) WaitDelivered(ctx context.Context, room, topicName string, id pubsub.ID) error {
+	if h.broker == nil {
+		return nil
+	}
+	h.mu.Lock()
+	r := h.rooms[room]
+	h.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	for {
+		exact, pats := h.liveBrokerSubs(room, topicName)
+		if !exact && len(pats) == 0 {
+			return nil
+		}
+		t := r.lockTopic(topicName)
+		done := !exact || t.delivered >= id
+		for _, p := range pats {
+			done = done && t.patDelivered[p] >= id
+		}
+		if done {
+			h.maybeForget(r, t, h.clock.Now())
+			t.mu.Unlock()
+			return nil
+		}
+		if t.waitCh == nil {
+			t.waitCh = make(chan struct{})
+		}
+		ch := t.waitCh
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctxErr("waiting for deliveries", ctx.Err())
+		}
+	}
+}
+
+// liveBrokerSubs reports whether the Broker subscription of room's topic
+// is live, and which of room's live pattern subscriptions match it.
+func (h *Hub) liveBrokerSubs(room, topicName string) (exact bool, pats []string) {
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	prefix := room + "\x00"
+	for k, e := range h.bsubs {
+		name, ok := strings.CutPrefix(k, prefix)
+		if !ok || e.err != nil {
+			continue
+		}
+		select {
+		case <-e.ready:
+		default:
+			continue
+		}
+		if name == topicName {
+			exact = true
+		} else if topic.IsPattern(name) {
+			if p, err := topic.ParsePattern(name); err == nil && p.Match(topicName) {
+				pats = append(pats, name)
+			}
+		}
+	}
+	return exact, pats
 }
 
 // missed drops the connections of room subscribed to name, whose Broker

@@ -35,6 +35,13 @@ type topicState struct {
 	inflight int                     // publishes in the chain
 	tail     chan struct{}           // closed when the newest of them is done
 	pending  map[pendingKey]struct{} // idempotency keys of keyed publishes in the chain
+
+	// With a Broker: the highest id delivered through the topic's
+	// subscription and through each pattern's, and a channel closed at
+	// the next delivery while someone waits (Hub.WaitDelivered).
+	delivered    pubsub.ID
+	patDelivered map[string]pubsub.ID
+	waitCh       chan struct{}
 }
 
 type pendingKey struct{ from, key string }
@@ -302,7 +309,7 @@ func (h *Hub) retryAfter(lim *rate.Limiter, now time.Time) time.Duration {
 // Call it with t.mu held.
 func (h *Hub) maybeForget(r *room, t *topicState, now time.Time) {
 	t.dedup.expire(now.UnixNano(), int64(h.dedup))
-	if len(t.subs) > 0 || t.dedup.len() > 0 || t.inflight > 0 {
+	if len(t.subs) > 0 || t.dedup.len() > 0 || t.inflight > 0 || t.waitCh != nil {
 		return
 	}
 	if t.lim != nil && t.lim.TokensAt(now) < float64(h.pubBurst) {
