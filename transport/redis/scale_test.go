@@ -1,0 +1,253 @@
+package redis
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/plazahq/plaza/internal/fakeclock"
+	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/transport/memory"
+	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+)
+
+// connect opens a raw connection of clientID to room on h, closed when
+// the test ends.
+func connect(tb testing.TB, h *memory.Hub, room, clientID string) pubsub.Conn {
+	tb.Helper()
+	c, err := h.Connect(ctxT(tb), pubsub.ConnectRequest{Room: room, ClientID: clientID})
+	if err != nil {
+		tb.Fatalf("Connect(%q) as %q = %v", room, clientID, err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+func rawPublish(tb testing.TB, c pubsub.Conn, topic, text string, to ...string) pubsub.Message {
+	tb.Helper()
+	m, err := c.Publish(ctxT(tb), pubsub.PublishRequest{Topic: topic, Payload: json.RawMessage(fmt.Sprintf("%q", text)), To: to})
+	if err != nil {
+		tb.Errorf("Publish(%q, %s) as %q = %v", topic, text, c.ClientID(), err)
+	}
+	return m
+}
+
+// TestThreeNodes300Rooms spreads 300 rooms over three hubs on one Redis,
+// with one subscriber in each and ten publishers on different hubs: every
+// subscriber gets every message meant for it exactly once and in id order,
+// never its own, and never one addressed to someone else; history is the
+// same whichever hub answers.
+func TestThreeNodes300Rooms(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	hubs := newNodes(t, srv, 3, nodeOpts{})
+	const rooms, publishers = 300, 10
+	name := func(i int) string { return fmt.Sprintf("room-%03d", i) }
+
+	subs := make([]pubsub.Conn, rooms)
+	for i := range subs {
+		subs[i] = connect(t, hubs[i%3], name(i), "sub")
+		if err := subs[i].Subscribe(ctxT(t), pubsub.SubscribeRequest{Topic: "chat"}); err != nil {
+			t.Fatalf("Subscribe(chat) in %s = %v", name(i), err)
+		}
+	}
+
+	// Publisher p sits on hub p%3, the subscriber of room i on hub i%3:
+	// every room has publishers on its own hub and on both others. Each
+	// publishes one message to everyone, one to the subscriber alone and
+	// one to somebody else; the subscriber publishes one of its own.
+	var wg sync.WaitGroup
+	want := make([][]string, rooms)
+	var mu sync.Mutex
+	for p := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rooms {
+				c := connect(t, hubs[p%3], name(i), fmt.Sprintf("pub%d", p))
+				all := fmt.Sprintf("all %d", p)
+				rawPublish(t, c, "chat", all)
+				mine := fmt.Sprintf("to sub %d", p)
+				rawPublish(t, c, "chat", mine, "sub")
+				rawPublish(t, c, "chat", fmt.Sprintf("to carol %d", p), "carol")
+				mu.Lock()
+				want[i] = append(want[i], all, mine)
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range rooms {
+		rawPublish(t, subs[i], "chat", "own")
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	deadline := time.After(waitTimeout)
+	for i, c := range subs {
+		var got []string
+		var last pubsub.ID
+		for len(got) < len(want[i]) {
+			select {
+			case m := <-c.Messages():
+				var text string
+				json.Unmarshal(m.Payload, &text)
+				if m.ID <= last {
+					t.Errorf("%s: message %q has id %v, not above the previous %v", name(i), text, m.ID, last)
+				}
+				last = m.ID
+				got = append(got, text)
+			case <-deadline:
+				t.Fatalf("%s: timed out after %v with %d of %d messages: %q", name(i), waitTimeout, len(got), len(want[i]), got)
+			}
+		}
+		if diff := cmp.Diff(sorted(want[i]), sorted(got)); diff != "" {
+			t.Errorf("%s: messages (-want +got):\n%s", name(i), diff)
+		}
+	}
+	// Nothing more came: the subscriber's own message, carol's, or a
+	// second copy would be behind the last one expected.
+	for i, c := range subs {
+		marker := rawPublish(t, connect(t, hubs[(i+1)%3], name(i), "marker"), "chat", "marker")
+		select {
+		case m := <-c.Messages():
+			if m.ID != marker.ID {
+				var text string
+				json.Unmarshal(m.Payload, &text)
+				t.Errorf("%s: unexpected message %q (id %v) before the marker", name(i), text, m.ID)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("%s: timed out after %v waiting for the marker", name(i), waitTimeout)
+		}
+	}
+
+	// History is one: every hub answers the same pages, as each viewer
+	// may see them.
+	for i := 0; i < rooms; i += 37 {
+		var pages []pubsub.HistoryPage
+		for _, h := range hubs {
+			c := connect(t, h, name(i), "sub")
+			page, err := c.History(ctxT(t), pubsub.HistoryRequest{Topic: "chat", Limit: 50})
+			if err != nil {
+				t.Fatalf("History(chat) in %s = %v", name(i), err)
+			}
+			pages = append(pages, page)
+		}
+		// own + 10 to all + 10 to sub + marker; carol's are hidden.
+		if n := len(pages[0].Messages); n != 2*publishers+2 {
+			t.Errorf("%s: history holds %d messages for sub, want %d", name(i), n, 2*publishers+2)
+		}
+		for j := 1; j < len(pages); j++ {
+			if diff := cmp.Diff(pages[0], pages[j]); diff != "" {
+				t.Errorf("%s: history from hub %d differs from hub 0's (-0 +%d):\n%s", name(i), j, j, diff)
+			}
+		}
+	}
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+// TestRetryOnAnotherHub retries a keyed publish on a second hub after the
+// first hub that confirmed it closed: the retry gets the same message, and
+// history holds one copy.
+func TestRetryOnAnotherHub(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	prefix := uniquePrefix()
+	a, ba := newNode(t, srv, nodeOpts{prefix: prefix})
+	b, _ := newNode(t, srv, nodeOpts{prefix: prefix})
+	req := pubsub.PublishRequest{Topic: "orders", Payload: json.RawMessage(`{"n":1}`), IdempotencyKey: "k1"}
+	first, err := connect(t, a, "shop", "alice").Publish(ctxT(t), req)
+	if err != nil {
+		t.Fatalf("Publish on hub A = %v", err)
+	}
+	a.Close()
+	ba.Close()
+	retry, err := connect(t, b, "shop", "alice").Publish(ctxT(t), req)
+	if err != nil {
+		t.Fatalf("retried Publish on hub B = %v", err)
+	}
+	if diff := cmp.Diff(first, retry); diff != "" {
+		t.Errorf("retry on hub B (-first +retry):\n%s", diff)
+	}
+	page, err := connect(t, b, "shop", "bob").History(ctxT(t), pubsub.HistoryRequest{Topic: "orders"})
+	if err != nil {
+		t.Fatalf("History(orders) = %v", err)
+	}
+	if len(page.Messages) != 1 || page.Messages[0].ID != first.ID {
+		t.Errorf("history = %+v, want the one message %v", page.Messages, first.ID)
+	}
+	if got := b.Stats().Deduplicated; got != 1 {
+		t.Errorf("hub B Stats().Deduplicated = %d, want 1", got)
+	}
+}
+
+// TestPublishPerMinuteAcrossHubs caps a topic at 5 publishes a minute on
+// three hubs: publishes on all of them count against one window.
+func TestPublishPerMinuteAcrossHubs(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	clock := fakeclock.New(time.Now()) // Redis expires the window on its own clock
+	hubs := newNodes(t, srv, 3, nodeOpts{hub: memory.Options{Clock: clock, PublishPerMinute: 5}})
+	var conns []pubsub.Conn
+	for i, h := range hubs {
+		conns = append(conns, connect(t, h, "lobby", fmt.Sprintf("client%d", i)))
+	}
+	for i := range 5 {
+		rawPublish(t, conns[i%3], "chat", fmt.Sprint(i))
+	}
+	for i, c := range conns {
+		_, err := c.Publish(ctxT(t), pubsub.PublishRequest{Topic: "chat", Payload: json.RawMessage(`"over"`)})
+		var perr *pubsub.Error
+		if !errors.As(err, &perr) || perr.Code != pubsub.CodeRateLimitExceeded || perr.RetryAfter <= 0 {
+			t.Errorf("sixth publish of the minute on hub %d = %v, want RATE_LIMIT_EXCEEDED with a RetryAfter", i, err)
+		}
+	}
+	// Another topic has a window of its own.
+	rawPublish(t, conns[0], "news", "other topic")
+	clock.Advance(time.Minute)
+	rawPublish(t, conns[2], "chat", "a minute later")
+}
+
+// TestLeaseLostRefusesPublishes takes the hub's node id from under it, as
+// a hub that started while Redis was away and the lease lapsed would: the
+// hub refuses publishes and reports it, rather than make ids another hub
+// makes too.
+func TestLeaseLostRefusesPublishes(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	prefix := uniquePrefix()
+	h, b := newNode(t, srv, nodeOpts{prefix: prefix, broker: BrokerOptions{Lease: LeaseOptions{TTL: time.Second}}})
+	c := connect(t, h, "lobby", "alice")
+	rawPublish(t, c, "chat", "before")
+	other := openOn(t, srv, Options{Prefix: prefix})
+	key := fmt.Sprintf("%s:node:%d", prefix, b.NodeID())
+	if err := other.rc.Do(ctxT(t), other.rc.B().Set().Key(key).Value("elsewhere pid 1 (00)").Build()).Error(); err != nil {
+		t.Fatalf("SET %s = %v", key, err)
+	}
+	select {
+	case <-b.Lost():
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out after %v waiting for the lease to be lost", waitTimeout)
+	}
+	_, err := c.Publish(ctxT(t), pubsub.PublishRequest{Topic: "chat", Payload: json.RawMessage(`"after"`)})
+	if !errors.Is(err, memory.ErrLeaseLost) {
+		t.Errorf("Publish after the lease was lost = %v, want an error caused by memory.ErrLeaseLost", err)
+	}
+	if err := h.Ready(ctxT(t)); !errors.Is(err, memory.ErrLeaseLost) {
+		t.Errorf("Ready() after the lease was lost = %v, want an error caused by memory.ErrLeaseLost", err)
+	}
+}
+
