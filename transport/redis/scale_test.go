@@ -250,4 +250,3 @@ func TestLeaseLostRefusesPublishes(t *testing.T) {
 		t.Errorf("Ready() after the lease was lost = %v, want an error caused by memory.ErrLeaseLost", err)
 	}
 }
-
