@@ -298,18 +298,34 @@ func (h *Hub) deliver(d Delivery) {
 	if f.dropped > 0 {
 		h.stats.capDropped.Add(f.dropped)
 	}
-	// A teardown unsubscribes the Broker, which may need the goroutine
-	// this runs on: tear down elsewhere.
 	if len(f.slow) > 0 {
-		h.timers.Add(1)
-		go func() {
-			defer h.timers.Done()
-			for _, c := range f.slow {
-				c.teardown()
-			}
-		}()
+		h.teardownLater(f.slow)
 	}
 	h.maybeSweep(r, now)
+}
+
+// teardownLater tears cs down on a goroutine of its own: a teardown
+// unsubscribes the Broker, which may need the goroutine a delivery runs
+// on. Close waits for it. After Close it tears them down at once.
+func (h *Hub) teardownLater(cs []*conn) {
+	h.mu.Lock()
+	closed := h.closed.Load()
+	if !closed {
+		h.timers.Add(1) // before Close waits: Close sets closed under h.mu
+	}
+	h.mu.Unlock()
+	if closed {
+		for _, c := range cs {
+			c.teardown()
+		}
+		return
+	}
+	go func() {
+		defer h.timers.Done()
+		for _, c := range cs {
+			c.teardown()
+		}
+	}()
 }
 
 // WaitDelivered waits until the hub has offered the messages of room's
@@ -407,16 +423,9 @@ func (h *Hub) missed(room, name string) {
 			drop = append(drop, c)
 		}
 	}
-	if len(drop) == 0 {
-		return
+	if len(drop) > 0 {
+		h.teardownLater(drop)
 	}
-	h.timers.Add(1)
-	go func() {
-		defer h.timers.Done()
-		for _, c := range drop {
-			c.teardown()
-		}
-	}()
 }
 
 // newOrigin names a connection for Broker.Publish.

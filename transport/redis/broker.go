@@ -60,7 +60,8 @@ type BrokerOptions struct {
 // id), Lost closes and the hub refuses every publish: restart it.
 //
 // Create a Broker with [NewBroker]; the zero value is not usable. A Broker
-// is safe for concurrent use. Close it after the hub that uses it.
+// serves one hub (memory.New attaches it), and is safe for concurrent
+// use. Close it after that hub.
 type Broker struct {
 	c     *Client
 	store *Store

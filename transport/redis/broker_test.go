@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"sync/atomic"
 	"testing"
 
@@ -129,4 +130,39 @@ func TestTransportOneNode(t *testing.T) {
 func TestTransportThreeNodes(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	transporttest.Run(t, harness(srv, 3))
+}
+
+// TestBrokerErrors: a hub node id another hub holds, and a Broker with no
+// Client, fail NewBroker with errors that say so; a hub refuses a Store or
+// NodeID beside its Broker.
+func TestBrokerErrors(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	prefix := uniquePrefix()
+	_, b := newNode(t, srv, nodeOpts{prefix: prefix, broker: BrokerOptions{NodeID: 9}})
+	if b.NodeID() != 9 {
+		t.Fatalf("NodeID() = %d, want 9", b.NodeID())
+	}
+	c := openOn(t, srv, Options{Prefix: prefix})
+	_, err := NewBroker(ctxT(t), BrokerOptions{Client: c, NodeID: 9})
+	wantCode(t, "NewBroker(node 9) beside a hub holding it", err, pubsub.CodeInternal, "node id 9", "taken by another hub")
+	if !errors.Is(err, ErrNodeIDTaken) {
+		t.Errorf("NewBroker(node 9) = %v, want errors.Is ErrNodeIDTaken", err)
+	}
+	_, err = NewBroker(ctxT(t), BrokerOptions{})
+	wantCode(t, "NewBroker without a Client", err, pubsub.CodeInvalidRequest, "Client")
+
+	b2, err := NewBroker(ctxT(t), BrokerOptions{Client: c, NodeID: -1})
+	if err != nil {
+		t.Fatalf("NewBroker(-1) = %v", err)
+	}
+	defer b2.Close()
+	for _, o := range []memory.Options{
+		{Broker: b2, Store: b2.Store()},
+		{Broker: b2, NodeID: 3},
+	} {
+		if h, err := memory.New(o); err == nil {
+			h.Close()
+			t.Errorf("memory.New(%+v) = nil error, want one", o)
+		}
+	}
 }

@@ -83,6 +83,7 @@ type Subscriber struct {
 	// yet to send, kick wakes it, gen counts its connections and stopAll
 	// ends it.
 	ordered bool
+	live    bool // the ordered connection is up and took the subscriptions
 	pending []pendingOp
 	kick    chan struct{}
 	gen     int
@@ -241,6 +242,11 @@ func (s *Subscriber) release(channel string) {
 	delete(s.subs, channel)
 	if s.ordered {
 		l.cancel()
+		if !s.live {
+			// The next connection starts without it: nothing to wait for.
+			s.mu.Unlock()
+			return
+		}
 		done := make(chan struct{})
 		s.pending = append(s.pending, pendingOp{l: l, done: done})
 		s.wake()
@@ -294,6 +300,9 @@ func (s *Subscriber) runOrdered(ctx context.Context) {
 		s.mu.Unlock()
 		err := s.send(ctx, dc, ops)
 		live := err == nil // the connection worked: start the backoff anew
+		s.mu.Lock()
+		s.live = live
+		s.mu.Unlock()
 		for err == nil {
 			select {
 			case <-ctx.Done():
@@ -314,11 +323,14 @@ func (s *Subscriber) runOrdered(ctx context.Context) {
 			break
 		}
 		cancel()
+		s.mu.Lock()
+		s.live = false
 		if ctx.Err() != nil {
-			s.mu.Lock()
 			closeOps(s.pending)
 			s.pending = nil
-			s.mu.Unlock()
+		}
+		s.mu.Unlock()
+		if ctx.Err() != nil {
 			return
 		}
 		if live {
