@@ -429,3 +429,94 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 	mu.Unlock()
 	t.Logf("%d confirmed, %d failed while Redis was down; bob: %+v", len(want), failed, bob.Stats())
 }
+
+// failover is a Transport that connects to the first of its hubs that
+// takes the connection, starting from the one after the last it used, as
+// a client with several node URLs (or a load balancer) does.
+type failover struct {
+	hubs []*memory.Hub
+	mu   sync.Mutex
+	next int
+}
+
+func (f *failover) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
+	f.mu.Lock()
+	start := f.next
+	f.mu.Unlock()
+	var err error
+	for i := range f.hubs {
+		n := (start + i) % len(f.hubs)
+		var c pubsub.Conn
+		if c, err = f.hubs[n].Connect(ctx, req); err == nil {
+			f.mu.Lock()
+			f.next = n + 1
+			f.mu.Unlock()
+			return c, nil
+		}
+	}
+	return nil, err
+}
+
+// TestNodeLostUnderLoad closes the hub a receiver is connected to while
+// another hub's Room publishes: the receiver reconnects to another hub,
+// resubscribes, fills the gap from the shared history and ends up with
+// every message once, in order.
+func TestNodeLostUnderLoad(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	hubs := newNodes(t, srv, 3, nodeOpts{})
+	opts := func(id string) *pubsub.JoinOptions {
+		return &pubsub.JoinOptions{ClientID: id, GapFill: true, RetryDelay: 5 * time.Millisecond,
+			ReconnectMin: 5 * time.Millisecond, ReconnectMax: 50 * time.Millisecond}
+	}
+	bob, err := pubsub.Join(ctxT(t), &failover{hubs: hubs}, "lobby", opts("bob"))
+	if err != nil {
+		t.Fatalf("Join as bob = %v", err)
+	}
+	t.Cleanup(func() { bob.Leave(context.Background()) })
+	alice, err := pubsub.Join(ctxT(t), hubs[1], "lobby", opts("alice"))
+	if err != nil {
+		t.Fatalf("Join as alice = %v", err)
+	}
+	t.Cleanup(func() { alice.Leave(context.Background()) })
+	var mu sync.Mutex
+	var got []pubsub.ID
+	if _, err := bob.Subscribe(ctxT(t), "chat", func(m pubsub.Message) {
+		mu.Lock()
+		got = append(got, m.ID)
+		mu.Unlock()
+	}); err != nil {
+		t.Fatalf("Subscribe(chat) = %v", err)
+	}
+	var want []pubsub.ID
+	for i := range 200 {
+		if i == 50 {
+			hubs[0].Close() // bob's node goes away
+		}
+		m, err := alice.Publish(ctxT(t), "chat", i)
+		if err != nil {
+			t.Fatalf("Publish(%d) = %v", i, err)
+		}
+		want = append(want, m.ID)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v: bob has %d of %d messages (stats %+v)", waitTimeout, n, len(want), bob.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("bob's messages (-published +received):\n%s", diff)
+	}
+	if bob.Stats().Reconnects == 0 {
+		t.Errorf("bob never reconnected: stats %+v", bob.Stats())
+	}
+}
