@@ -34,6 +34,9 @@ type conn struct {
 	endMu sync.Mutex
 	err   error // why the conn ended; guarded by endMu
 
+	// origin names c for the Broker; empty without one.
+	origin string
+
 	// lastTopic is the topic c last published to, to skip the room's
 	// lookup when it publishes there again.
 	lastTopic atomic.Pointer[topicState]
@@ -144,15 +147,35 @@ func (c *conn) Subscribe(ctx context.Context, req pubsub.SubscribeRequest) error
 	if err := c.h.allow(ctx, a); err != nil {
 		return err
 	}
+	// With a Broker, every local subscription holds a reference to the
+	// Broker's subscription, taken before it exists: messages confirmed
+	// once Subscribe returns are delivered.
+	ref := false
+	if c.h.broker != nil {
+		c.subMu.Lock()
+		ref = c.subs != nil && c.subs[req.Topic] == nil
+		c.subMu.Unlock()
+		if ref {
+			if err := c.h.brokerSubscribe(ctx, c.r.name, req.Topic); err != nil {
+				return err
+			}
+		}
+	}
 	c.subMu.Lock()
 	if err := c.check(); err != nil {
 		c.subMu.Unlock()
+		if ref {
+			c.h.brokerUnsubscribe(c.r.name, req.Topic)
+		}
 		return err
 	}
 	now := c.h.clock.Now()
 	if s := c.subs[req.Topic]; s != nil {
 		slow := s.setRate(req.Rate, now)
 		c.subMu.Unlock()
+		if ref { // a concurrent Subscribe made it
+			c.h.brokerUnsubscribe(c.r.name, req.Topic)
+		}
 		if slow {
 			c.teardown()
 			return c.check()
@@ -161,10 +184,13 @@ func (c *conn) Subscribe(ctx context.Context, req pubsub.SubscribeRequest) error
 	}
 	if c.h.maxSubs > 0 && len(c.subs) >= c.h.maxSubs {
 		c.subMu.Unlock()
+		if ref {
+			c.h.brokerUnsubscribe(c.r.name, req.Topic)
+		}
 		return pubsub.Errorf(pubsub.CodeTooManySubscriptions, "connection already has %d subscriptions", len(c.subs))
 	}
 	var slow bool
-	s := &sub{c: c, key: req.Topic}
+	s := &sub{c: c, key: req.Topic, ref: ref}
 	if req.Rate > 0 {
 		s.cap = ratecap.New[*pubsub.Message](req.Rate, now)
 	}
@@ -239,6 +265,9 @@ func (c *conn) Unsubscribe(ctx context.Context, name string) error {
 // drop ends s and removes it from its topic or room. Call it with c.subMu
 // held.
 func (c *conn) drop(s *sub) {
+	if s.ref {
+		defer c.h.brokerUnsubscribe(c.r.name, s.key)
+	}
 	s.lock()
 	s.kill()
 	if s.wild {

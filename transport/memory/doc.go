@@ -76,9 +76,29 @@
 // # Ids
 //
 // Message ids are snowflake ids (package github.com/bwmarrin/snowflake)
-// with the node of [Options.NodeID]. Those of one hub strictly increase,
+// with the node of [Options.NodeID] (with a Broker, its lease). Those of one hub strictly increase,
 // even when the clock steps back, and always lie above the highest id the
 // store held when the hub started, so a restarted hub never reuses an id.
+//
+// # Several nodes
+//
+// With a [Broker] ([Options.Broker]; transport/redis has one on Redis) the
+// hub is one node of several that behave as one hub. A publish is
+// validated, authorized and capped on the node that receives it
+// (PublishRate per node, PublishPerMinute for all nodes through
+// Broker.Allow), then confirmed by the Broker: deduplicated for every node,
+// given an id above the topic's last one whichever node made it, stored in
+// the shared history and published to the other nodes. Subscribers on
+// every node, this one included, receive it when the Broker delivers it,
+// shortly after Publish returns ([Hub.WaitDelivered] waits for it): one
+// engine fans out both. History queries read the Broker's store; the node
+// id is the Broker's lease, and a hub whose lease is lost refuses to
+// publish ([ErrLeaseLost]). A connection's subscriptions take the
+// Broker's for their room and topic or pattern, the first subscribing it
+// and the last unsubscribing it. When the Broker reports an interrupted
+// subscription ([Receiver].Missed), the hub drops the connections that
+// hold it with NETWORK_ERROR, so that their Rooms reconnect and fill the
+// gap from history. [Hub.Ready] reports whether the Broker can be reached.
 //
 // # Contexts
 //
@@ -94,8 +114,9 @@
 // from id assignment through history append to fan-out (for durable stores,
 // through the queuing of the append; see above). The hub starts no
 // goroutine of its own: the only ones it runs are the timers that release
-// messages held by subscription rate caps, and the hand-over of a
+// messages held by subscription rate caps, the hand-over of a
 // connection's backlog, which ends when the backlog is empty or the
-// connection ends. Publish blocks only for
+// connection ends, and, with a Broker, the teardown of connections its
+// deliveries dropped. A Broker delivers on goroutines of its own. Publish blocks only for
 // Options.Authorize and the Store; neither should be slow.
 package memory

@@ -14,12 +14,27 @@ type fanout struct {
 	dropped   uint64  // by subscription rate caps
 	slow      []*conn // dropped for a full queue; teardown after unlocking
 	to        map[string]struct{}
+
+	// mode says which subscriptions a delivery of a Broker reaches:
+	// viaAll without a Broker; viaTopic the topic's exact subscriptions,
+	// viaPattern the subscriptions to pattern, for connections whose
+	// oldest matching pattern it is and that have no exact one.
+	mode    uint8
+	pattern string
 }
 
-// run delivers m, published by from in topic t, to every subscriber but
-// from: through its exact subscription to t if it has one, else through its
-// oldest matching pattern. Call it with t.mu held.
-func (f *fanout) run(from *conn, t *topicState, m *pubsub.Message, now time.Time) {
+const (
+	viaAll uint8 = iota
+	viaTopic
+	viaPattern
+)
+
+// run delivers m, published by from (nil: none of r's connections) in
+// topic t of room r, to every subscriber but from: through its exact
+// subscription to t if it has one, else through its oldest matching
+// pattern. f.mode narrows that down for a Broker's deliveries. Call it with
+// t.mu held.
+func (f *fanout) run(r *room, from *conn, t *topicState, m *pubsub.Message, now time.Time) {
 	f.now = now
 	f.size = queuedSize(m)
 	if len(m.To) > 8 {
@@ -28,12 +43,17 @@ func (f *fanout) run(from *conn, t *topicState, m *pubsub.Message, now time.Time
 			f.to[id] = struct{}{}
 		}
 	}
-	for _, s := range t.list {
-		if s.c != from && f.addressed(m, s.c.id) {
-			f.deliver(s, m) // s's lock is t.mu
+	if f.mode != viaPattern {
+		for _, s := range t.list {
+			if s.c != from && f.addressed(m, s.c.id) {
+				f.deliver(s, m) // s's lock is t.mu
+			}
 		}
 	}
-	pats := from.r.patterns.Load()
+	if f.mode == viaTopic {
+		return
+	}
+	pats := r.patterns.Load()
 	if pats == nil {
 		return
 	}
@@ -47,6 +67,9 @@ func (f *fanout) run(from *conn, t *topicState, m *pubsub.Message, now time.Time
 		}
 		for _, s := range pc.subs {
 			if s.pat.Match(m.Topic) {
+				if f.mode == viaPattern && s.key != f.pattern {
+					break // it comes through s.key's delivery
+				}
 				s.mu.Lock()
 				f.deliver(s, m)
 				s.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/plazahq/plaza/history"
+	"github.com/plazahq/plaza/internal/ratewindow"
 	"github.com/plazahq/plaza/internal/snowid"
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/topic"
@@ -89,6 +90,27 @@ type Options struct {
 	// keeps keys reads back at most this many per topic. Zero means 65536.
 	DedupKeys int
 
+	// PublishPerMinute caps publishes per room and topic in any rolling
+	// minute, for all clients together, counted in one-second buckets (no
+	// double burst at a minute's boundary). A publish over the cap fails
+	// with RATE_LIMIT_EXCEEDED and a RetryAfter. With a Broker the minute
+	// is counted for every hub on it (Broker.Allow), so the cap holds
+	// however the clients spread over the nodes. Zero means no cap.
+	PublishPerMinute int
+
+	// Broker, when set, makes the hub one node of several that behave as
+	// one hub: the Broker confirms every publish (deduplication, ids,
+	// history), delivers every node's messages, keeps the history and
+	// leases the node id. See [Broker]. Store and NodeID must then be
+	// left zero. The hub does not close the Broker: close it after the
+	// hub. Nil means a hub on its own, in process.
+	//
+	// PublishRate, a token bucket refilled continuously, is kept by each
+	// node for the publishes it receives: a cluster-wide bucket would need
+	// every node's clock in every decision. Use PublishPerMinute for a cap
+	// that holds across nodes.
+	Broker Broker
+
 	// MaxSubscriptions is the most topics and patterns one connection may
 	// subscribe to; one more fails with TOO_MANY_SUBSCRIPTIONS. Zero means
 	// no limit.
@@ -141,6 +163,19 @@ type Hub struct {
 	dedup      time.Duration
 	dedupKeys  int // Options.DedupKeys
 	maxSubs    int
+	perMinute  int                // Options.PublishPerMinute
+	minute     ratewindow.Limiter // its windows without a broker
+
+	// broker is Options.Broker, or nil. Its subscriptions are counted in
+	// bsubs, by room and topic or pattern, and the connections are known
+	// to it by origin: token and a number.
+	broker   Broker
+	bmu      sync.Mutex
+	bsubs    map[string]*brokerSub
+	origins  sync.Map // origin → *conn
+	token    string
+	nextConn atomic.Uint64
+
 	// roomKeep is how long an empty room keeps its topics (idempotency
 	// keys, publish rate state) before it is forgotten.
 	roomKeep time.Duration
@@ -219,6 +254,16 @@ func New(opts Options) (*Hub, error) {
 		return nil, fmt.Errorf("memory: negative DedupWindow %v", opts.DedupWindow)
 	case opts.MaxSubscriptions < 0:
 		return nil, fmt.Errorf("memory: negative MaxSubscriptions %d", opts.MaxSubscriptions)
+	case opts.PublishPerMinute < 0:
+		return nil, fmt.Errorf("memory: negative PublishPerMinute %d", opts.PublishPerMinute)
+	case opts.Broker != nil && opts.Store != nil:
+		return nil, errors.New("memory: Store and Broker are both set: with a Broker, history is the Broker's")
+	case opts.Broker != nil && opts.NodeID != 0:
+		return nil, errors.New("memory: NodeID and Broker are both set: with a Broker, the node id is the one it leased")
+	}
+	if opts.Broker != nil {
+		opts.Store = opts.Broker.History()
+		opts.NodeID = int64(opts.Broker.NodeID())
 	}
 	ids, err := snowid.New(opts.NodeID)
 	if err != nil {
@@ -233,6 +278,7 @@ func New(opts Options) (*Hub, error) {
 		dedup:      opts.DedupWindow,
 		dedupKeys:  opts.DedupKeys,
 		maxSubs:    opts.MaxSubscriptions,
+		perMinute:  opts.PublishPerMinute,
 		rooms:      make(map[string]*room),
 		seed:       maphash.MakeSeed(),
 	}
@@ -271,6 +317,14 @@ func New(opts Options) (*Hub, error) {
 		return nil, fmt.Errorf("memory: reading the store's highest id: %w", err)
 	}
 	h.ids.SetFloor(floor)
+	if opts.Broker != nil {
+		// The Broker deduplicates and stores: none of the hub's own.
+		h.broker = opts.Broker
+		h.bsubs = make(map[string]*brokerSub)
+		h.token = anonID()[len("anon-"):] + "."
+		h.broker.Attach(Receiver{Deliver: h.deliver, Missed: h.missed})
+		return h, nil
+	}
 	h.pipe, _ = h.store.(history.Pipeliner)
 	if ks, ok := h.store.(history.KeyStore); ok && !h.ownStore {
 		h.keys = ks
@@ -307,12 +361,19 @@ func (h *Hub) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Co
 		bound:  h.queueBytes,
 	}
 	c.q.ch = make(chan *pubsub.Message, ChannelSlots)
+	if h.broker != nil {
+		c.origin = h.newOrigin()
+		h.origins.Store(c.origin, c)
+	}
 	if req.QueueBytes > 0 {
 		c.bound = req.QueueBytes
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed.Load() {
+		if c.origin != "" {
+			h.origins.Delete(c.origin)
+		}
 		return nil, errHubClosed()
 	}
 	r := h.rooms[req.Room]
@@ -364,6 +425,25 @@ func (h *Hub) Stats() Stats {
 		Deduplicated:  h.stats.deduplicated.Load(),
 		RateLimited:   h.stats.rateLimited.Load(),
 	}
+}
+
+// Ready reports whether the hub can serve publishes, for a readiness
+// probe: nil, or why not. A hub without a Broker is ready until it is
+// closed; one with a Broker is ready while the Broker is (it can reach the
+// shared state) and holds its node id lease.
+func (h *Hub) Ready(ctx context.Context) error {
+	if h.closed.Load() {
+		return errHubClosed()
+	}
+	if h.broker == nil {
+		return nil
+	}
+	select {
+	case <-h.broker.Lost():
+		return &pubsub.Error{Code: pubsub.CodeInternal, Message: "memory: node id lease lost", Err: ErrLeaseLost}
+	default:
+	}
+	return h.broker.Ready(ctx)
 }
 
 // Close drops every connection (Err reports NETWORK_ERROR "hub closed"),
@@ -421,6 +501,9 @@ func (h *Hub) leave(c *conn) {
 		return
 	}
 	delete(r.conns, c)
+	if c.origin != "" {
+		h.origins.Delete(c.origin)
+	}
 	h.stats.connections.Add(-1)
 	now := h.clock.Now()
 	if len(r.conns) == 0 {

@@ -35,6 +35,13 @@ type topicState struct {
 	inflight int                     // publishes in the chain
 	tail     chan struct{}           // closed when the newest of them is done
 	pending  map[pendingKey]struct{} // idempotency keys of keyed publishes in the chain
+
+	// With a Broker: the highest id delivered through the topic's
+	// subscription and through each pattern's, and a channel closed at
+	// the next delivery while someone waits (Hub.WaitDelivered).
+	delivered    pubsub.ID
+	patDelivered map[string]pubsub.ID
+	waitCh       chan struct{}
 }
 
 type pendingKey struct{ from, key string }
@@ -57,6 +64,9 @@ func (c *conn) Publish(ctx context.Context, req pubsub.PublishRequest) (pubsub.M
 		if err := c.h.allow(ctx, a); err != nil {
 			return pubsub.Message{}, err
 		}
+	}
+	if c.h.broker != nil {
+		return c.h.publishBroker(ctx, c, &req)
 	}
 	return c.h.publish(ctx, c, &req)
 }
@@ -126,12 +136,13 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 		if !t.lim.AllowN(now, 1) {
 			wait := h.retryAfter(t.lim, now)
 			t.mu.Unlock()
-			h.stats.rateLimited.Add(1)
-			return pubsub.Message{}, &pubsub.Error{
-				Code:       pubsub.CodeRateLimitExceeded,
-				Message:    "topic " + req.Topic + " is over its publish rate",
-				RetryAfter: wait,
-			}
+			return pubsub.Message{}, h.rateLimited(req.Topic, wait)
+		}
+	}
+	if h.perMinute > 0 {
+		if ok, wait := h.minute.Allow(c.r.name+"\x00"+req.Topic, h.perMinute, now); !ok {
+			t.mu.Unlock()
+			return pubsub.Message{}, h.rateLimited(req.Topic, wait)
 		}
 	}
 	m := &pubsub.Message{
@@ -166,7 +177,7 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 		}
 	}
 	var f fanout
-	f.run(c, t, m, now)
+	f.run(c.r, c, t, m, now)
 	if key != "" {
 		t.dedup.add(kh, exists, key, m, nowNs, h.dedupKeys)
 	}
@@ -223,7 +234,7 @@ func (h *Hub) publishChained(ctx context.Context, c *conn, t *topicState, m *pub
 	t.mu.Lock()
 	var f fanout
 	if err == nil {
-		f.run(c, t, m, now)
+		f.run(c.r, c, t, m, now)
 		if key != "" {
 			nowNs := now.UnixNano()
 			kh := dedupHash(h.seed, c.idHash, key)
@@ -276,6 +287,16 @@ func (h *Hub) loadKeys(ctx context.Context, room string, t *topicState, now time
 	return nil
 }
 
+// rateLimited counts a publish refused by a rate cap and returns its error.
+func (h *Hub) rateLimited(topic string, wait time.Duration) error {
+	h.stats.rateLimited.Add(1)
+	return &pubsub.Error{
+		Code:       pubsub.CodeRateLimitExceeded,
+		Message:    "topic " + topic + " is over its publish rate",
+		RetryAfter: max(wait, time.Millisecond),
+	}
+}
+
 // retryAfter says how long until lim has a token at now.
 func (h *Hub) retryAfter(lim *rate.Limiter, now time.Time) time.Duration {
 	need := 1 - lim.TokensAt(now)
@@ -288,7 +309,7 @@ func (h *Hub) retryAfter(lim *rate.Limiter, now time.Time) time.Duration {
 // Call it with t.mu held.
 func (h *Hub) maybeForget(r *room, t *topicState, now time.Time) {
 	t.dedup.expire(now.UnixNano(), int64(h.dedup))
-	if len(t.subs) > 0 || t.dedup.len() > 0 || t.inflight > 0 {
+	if len(t.subs) > 0 || t.dedup.len() > 0 || t.inflight > 0 || t.waitCh != nil {
 		return
 	}
 	if t.lim != nil && t.lim.TokensAt(now) < float64(h.pubBurst) {

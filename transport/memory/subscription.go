@@ -15,6 +15,7 @@ type sub struct {
 	c    *conn
 	key  string        // the topic or pattern subscribed to
 	wild bool          // key is a pattern
+	ref  bool          // holds a reference to the Broker's subscription
 	pat  topic.Pattern // when wild
 
 	// The fields below are guarded by the sub's lock, which serializes its

@@ -46,7 +46,11 @@ const DefaultURL = "redis://127.0.0.1:6379"
 // Create a Client with [Open]; the zero value is not usable. A Client is
 // safe for concurrent use.
 type Client struct {
-	rc     rueidis.Client
+	rc rueidis.Client
+	// sc carries the subscriptions, on one connection per Redis server,
+	// so that messages of different topics on one server arrive in the
+	// order Redis published them (rc spreads commands over several).
+	sc     rueidis.Client
 	prefix string
 	clock  pubsub.Clock
 	addr   string
@@ -87,16 +91,24 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, classify(addr, "connecting", err)
 	}
-	c := &Client{rc: rc, prefix: opts.Prefix, clock: opts.Clock, addr: addr}
+	co.PipelineMultiplex = -1
+	sc, err := rueidis.NewClient(co)
+	if err != nil {
+		rc.Close()
+		return nil, classify(addr, "connecting", err)
+	}
+	c := &Client{rc: rc, sc: sc, prefix: opts.Prefix, clock: opts.Clock, addr: addr}
 	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
 	info, err := rc.Do(pctx, rc.B().Info().Section("server").Build()).ToString()
 	if err != nil {
 		rc.Close()
+		sc.Close()
 		return nil, classify(addr, "asking for the server's version", err)
 	}
 	if v := serverVersion(info); v < 7 {
 		rc.Close()
+		sc.Close()
 		return nil, pubsub.Errorf(pubsub.CodeInternal, "redis: %s runs Redis %d; this package needs Redis 7 or newer (sharded pub/sub, script flags)", addr, v)
 	}
 	return c, nil
@@ -118,7 +130,10 @@ func serverVersion(info string) int {
 // is idempotent. Close the stores, leases and subscribers that use the
 // Client first.
 func (c *Client) Close() error {
-	c.closeOnce.Do(c.rc.Close)
+	c.closeOnce.Do(func() {
+		c.sc.Close()
+		c.rc.Close()
+	})
 	return nil
 }
 

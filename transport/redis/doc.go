@@ -6,7 +6,17 @@
 // that only programs that import it link the Redis client
 // (github.com/redis/rueidis).
 //
-// Use [Open] to connect to Redis (7.0 or newer); then, from the [Client]:
+// Use [Open] to connect to Redis (7.0 or newer), then [NewBroker] for the
+// hub's seam: set the [Broker] in memory.Options.Broker, and every hub on
+// the same Redis and Prefix is a node of one hub:
+//
+//	rc, err := redis.Open(ctx, redis.Options{URL: "redis://127.0.0.1:6379"})
+//	broker, err := redis.NewBroker(ctx, redis.BrokerOptions{Client: rc, NodeID: -1})
+//	hub, err := memory.New(memory.Options{Broker: broker})
+//	...
+//	hub.Close(); broker.Close(); rc.Close()
+//
+// The Broker is built from parts that can be used on their own:
 //
 //   - [Client.Store] for the history every hub shares, a [history.KeyStore],
 //     and for [Store.Publish], which confirms a message for every hub;
@@ -17,38 +27,18 @@
 //   - [Client.Sockets] for temporary client sockets any hub accepts;
 //   - [Client.Ping] for a readiness probe.
 //
-// The hub (transport/memory) does not call these yet: its seam for what
-// crosses nodes is the next step, and this package is written as that
-// seam's implementation. Its shape, as proposed: the hub keeps checks,
-// authorization, local fan-out and its id generator, and calls
+// The hub keeps validation, authorization and local fan-out; the Broker
+// confirms (deduplication, id, history, publish) and delivers every
+// node's messages, this node's own included, to the hubs whose
+// connections subscribed, in id order per topic. See memory.Broker for
+// the contract.
 //
-//	type Cluster interface {
-//		// Publish confirms m (validated; From, Topic, Timestamp,
-//		// Persisted set; ID proposed by the hub's generator) for every
-//		// node, as Store.Publish does, and returns the confirmed
-//		// message, or the original one and dup for a retried key.
-//		Publish(ctx context.Context, room string, m pubsub.Message, key, origin string) (pubsub.Message, bool, error)
-//		// Subscribe and Unsubscribe follow the first and last local
-//		// subscriber of a room's topic or pattern; every node's
-//		// messages, this node's own included, come back through the
-//		// Deliver callback given at construction, in id order per
-//		// topic, with the origin to skip the publisher's connection.
-//		Subscribe(ctx context.Context, room, topicOrPattern string) error
-//		Unsubscribe(room, topicOrPattern string)
-//		// History is the shared store the hub answers queries from.
-//		History() history.KeyStore
-//		// Allow counts one event of a cluster-wide per-minute cap.
-//		Allow(ctx context.Context, key string, limit int, now time.Time) (bool, time.Duration, error)
-//		// NodeID is the leased node id; Lost is closed if the lease
-//		// is lost, after which the hub must stop publishing.
-//		NodeID() int
-//		Lost() <-chan struct{}
-//		Ready(ctx context.Context) error
-//		Close() error
-//	}
-//
-// with an in-process implementation as the default (today's behaviour, no
-// Redis), so that the single-node path stays as fast as it is.
+// On one Redis server every subscription of a hub shares one connection,
+// so a hub receives the messages of all topics in the order Redis
+// published them: two publishes one after the other, to different topics
+// of a room, reach every subscriber in that order. On Redis Cluster the
+// order holds per topic (each topic is on one shard, and shards are
+// independent).
 //
 // # Keys and sharding
 //
@@ -107,7 +97,12 @@
 // may still fail with NETWORK_ERROR once Redis is back, and is retried
 // like the others); a [Subscriber] subscribes again and reports it
 // (SubscriberOptions.OnResubscribe), since messages published in between
-// were not delivered and must be filled from history. What Redis
+// were not delivered and must be filled from history: a hub with a
+// [Broker] drops the connections holding those subscriptions, and their
+// Rooms reconnect and fill the gap (pubsub.JoinOptions.GapFill). A
+// publish whose reply an outage cut off may have been confirmed: its
+// error is NETWORK_ERROR, and a retry with the same key returns the
+// message rather than publish it twice. What Redis
 // confirmed is as durable as its persistence: run it with appendonly yes
 // and appendfsync always where a confirmed message must survive a crash
 // of Redis itself, and with replicas (Sentinel or Cluster) where it must

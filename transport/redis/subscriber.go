@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,36 @@ type Subscriber struct {
 	subs   map[string]*subLoop // by channel or channel pattern
 	closed bool
 	wg     sync.WaitGroup
+
+	// On a single Redis server (not a cluster) every subscription shares
+	// one dedicated connection, whose messages reach OnMessage in the
+	// order Redis sent them, whatever their channels: ordered. Its
+	// goroutine is started by the first subscription and owns the
+	// connection; pending holds the subscribes and unsubscribes it has
+	// yet to send, kick wakes it, gen counts its connections and stopAll
+	// ends it.
+	ordered bool
+	live    bool // the ordered connection is up and took the subscriptions
+	pending []pendingOp
+	kick    chan struct{}
+	gen     int
+	started bool
+	stopAll context.CancelFunc
+}
+
+type pendingOp struct {
+	l    *subLoop
+	sub  bool          // subscribe, else unsubscribe
+	done chan struct{} // closed once sent (or its connection broke); nil: none
+}
+
+// closeOps closes the done channels of ops.
+func closeOps(ops []pendingOp) {
+	for _, op := range ops {
+		if op.done != nil {
+			close(op.done)
+		}
+	}
 }
 
 // subLoop keeps one channel or pattern subscribed.
@@ -83,6 +114,7 @@ type subLoop struct {
 	refs       int
 	cancel     context.CancelFunc
 	ready      chan struct{} // closed on the first confirmation
+	gen        int           // ordered: the connection it was last confirmed on
 }
 
 // Subscriber returns a Subscriber with opts; it subscribes to nothing yet.
@@ -90,7 +122,8 @@ func (c *Client) Subscriber(opts SubscriberOptions) *Subscriber {
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 2 * time.Second
 	}
-	return &Subscriber{c: c, opts: opts, subs: make(map[string]*subLoop)}
+	return &Subscriber{c: c, opts: opts, subs: make(map[string]*subLoop),
+		ordered: c.sc.Mode() != rueidis.ClientModeCluster, kick: make(chan struct{}, 1)}
 }
 
 var errSubscriberClosed = &pubsub.Error{Code: pubsub.CodeNotConnected, Message: "redis: subscriber closed"}
@@ -158,8 +191,20 @@ func (s *Subscriber) add(ctx context.Context, l *subLoop) error {
 		lctx, cancel := context.WithCancel(context.Background())
 		l.cancel = cancel
 		s.subs[l.channel] = l
-		s.wg.Add(1)
-		go s.run(lctx, l)
+		if s.ordered {
+			s.pending = append(s.pending, pendingOp{l: l, sub: true})
+			if !s.started {
+				s.started = true
+				octx, stop := context.WithCancel(context.Background())
+				s.stopAll = stop
+				s.wg.Add(1)
+				go s.runOrdered(octx)
+			}
+			s.wake()
+		} else {
+			s.wg.Add(1)
+			go s.run(lctx, l)
+		}
 	}
 	s.mu.Unlock()
 	select {
@@ -195,8 +240,198 @@ func (s *Subscriber) release(channel string) {
 		return
 	}
 	delete(s.subs, channel)
+	if s.ordered {
+		l.cancel()
+		if !s.live {
+			// The next connection starts without it: nothing to wait for.
+			s.mu.Unlock()
+			return
+		}
+		done := make(chan struct{})
+		s.pending = append(s.pending, pendingOp{l: l, done: done})
+		s.wake()
+		s.mu.Unlock()
+		// Wait, a second at most, for Redis to stop sending: best effort,
+		// as stop says.
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		}
+		return
+	}
 	s.mu.Unlock()
 	s.stop(l)
+}
+
+// wake wakes the goroutine of the ordered connection. Call it with s.mu
+// held.
+func (s *Subscriber) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// runOrdered keeps the ordered connection and its subscriptions: it
+// subscribes every pending subscription, and after a lost connection
+// every subscription again, on a new one, with backoff.
+func (s *Subscriber) runOrdered(ctx context.Context) {
+	defer s.wg.Done()
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		dc, cancel := s.c.sc.Dedicate()
+		s.mu.Lock()
+		s.gen++
+		gen := s.gen
+		s.mu.Unlock()
+		errc := dc.SetPubSubHooks(rueidis.PubSubHooks{
+			OnMessage:      func(m rueidis.PubSubMessage) { s.onOrdered(m) },
+			OnSubscription: func(ps rueidis.PubSubSubscription) { s.onConfirm(gen, ps) },
+		})
+		s.mu.Lock()
+		closeOps(s.pending) // the new connection has none of the old subscriptions
+		s.pending = s.pending[:0]
+		ops := make([]pendingOp, 0, len(s.subs))
+		for _, l := range s.subs {
+			ops = append(ops, pendingOp{l: l, sub: true})
+		}
+		s.mu.Unlock()
+		err := s.send(ctx, dc, ops)
+		live := err == nil // the connection worked: start the backoff anew
+		s.mu.Lock()
+		s.live = live
+		s.mu.Unlock()
+		for err == nil {
+			select {
+			case <-ctx.Done():
+			case err = <-errc:
+				if err == nil {
+					err = errors.New("connection closed")
+				}
+				continue
+			case <-s.kick:
+				s.mu.Lock()
+				ops := slices.Clone(s.pending)
+				s.pending = s.pending[:0]
+				s.mu.Unlock()
+				err = s.send(ctx, dc, ops)
+				closeOps(ops)
+				continue
+			}
+			break
+		}
+		cancel()
+		s.mu.Lock()
+		s.live = false
+		if ctx.Err() != nil {
+			closeOps(s.pending)
+			s.pending = nil
+		}
+		s.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if live {
+			backoff = 50 * time.Millisecond
+		}
+		if s.opts.OnError != nil {
+			s.opts.OnError("", "", classify(s.c.addr, "receiving from", err))
+		}
+		if !s.pause(ctx, &backoff) {
+			return
+		}
+	}
+}
+
+// pause waits a random time of about *backoff and doubles it up to
+// MaxBackoff. It reports false if ctx ended first.
+func (s *Subscriber) pause(ctx context.Context, backoff *time.Duration) bool {
+	wait := *backoff/2 + rand.N(*backoff/2+1)
+	*backoff = min(2**backoff, s.opts.MaxBackoff)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// send sends ops on the ordered connection dc. An error means the
+// connection broke.
+func (s *Subscriber) send(ctx context.Context, dc rueidis.DedicatedClient, ops []pendingOp) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	b := dc.B()
+	cmds := make(rueidis.Commands, 0, len(ops))
+	for _, op := range ops {
+		switch {
+		case op.sub && op.l.pattern:
+			cmds = append(cmds, b.Psubscribe().Pattern(op.l.channel).Build())
+		case op.sub:
+			cmds = append(cmds, b.Ssubscribe().Channel(op.l.channel).Build())
+		case op.l.pattern:
+			cmds = append(cmds, b.Punsubscribe().Pattern(op.l.channel).Build())
+		default:
+			cmds = append(cmds, b.Sunsubscribe().Channel(op.l.channel).Build())
+		}
+	}
+	for i, r := range dc.DoMulti(ctx, cmds...) {
+		err := r.Error()
+		if err == nil {
+			continue
+		}
+		var rerr *rueidis.RedisError
+		if !errors.As(err, &rerr) {
+			return err
+		}
+		if s.opts.OnError != nil {
+			s.opts.OnError(ops[i].l.room, ops[i].l.name, classify(s.c.addr, "subscribing on", err))
+		}
+	}
+	return nil
+}
+
+// onOrdered hands a message of the ordered connection to its
+// subscription.
+func (s *Subscriber) onOrdered(m rueidis.PubSubMessage) {
+	key := m.Channel
+	if m.Pattern != "" {
+		key = m.Pattern
+	}
+	s.mu.Lock()
+	l := s.subs[key]
+	s.mu.Unlock()
+	if l != nil {
+		s.deliver(l, m)
+	}
+}
+
+// onConfirm marks a subscription of the ordered connection gen live: the
+// first time it releases Subscribe, later it is a resubscription after a
+// gap.
+func (s *Subscriber) onConfirm(gen int, ps rueidis.PubSubSubscription) {
+	if ps.Kind != "ssubscribe" && ps.Kind != "psubscribe" {
+		return
+	}
+	s.mu.Lock()
+	l := s.subs[ps.Channel]
+	if l == nil || l.gen == gen {
+		s.mu.Unlock()
+		return
+	}
+	first := l.gen == 0
+	l.gen = gen
+	s.mu.Unlock()
+	if first {
+		close(l.ready)
+	} else if s.opts.OnResubscribe != nil {
+		s.opts.OnResubscribe(l.room, l.name)
+	}
 }
 
 // stop ends the loops of ls and tells Redis, in a round trip bounded by a
@@ -205,7 +440,7 @@ func (s *Subscriber) release(channel string) {
 // unsubscribes go apart: on a cluster the first go to their channels'
 // shards and the second to any node, and one pipeline cannot mix them.
 func (s *Subscriber) stop(ls ...*subLoop) {
-	b := s.c.rc.B()
+	b := s.c.sc.B()
 	var sharded, patterns rueidis.Commands
 	for _, l := range ls {
 		l.cancel()
@@ -218,10 +453,10 @@ func (s *Subscriber) stop(ls ...*subLoop) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if len(sharded) > 0 {
-		s.c.rc.DoMulti(ctx, sharded...)
+		s.c.sc.DoMulti(ctx, sharded...)
 	}
 	if len(patterns) > 0 {
-		s.c.rc.DoMulti(ctx, patterns...)
+		s.c.sc.DoMulti(ctx, patterns...)
 	}
 }
 
@@ -236,7 +471,16 @@ func (s *Subscriber) Close() error {
 	s.closed = true
 	subs := s.subs
 	s.subs = nil
+	stopAll := s.stopAll
 	s.mu.Unlock()
+	if s.ordered {
+		// Closing the dedicated connection ends its subscriptions.
+		if stopAll != nil {
+			stopAll()
+		}
+		s.wg.Wait()
+		return nil
+	}
 	ls := make([]*subLoop, 0, len(subs))
 	for _, l := range subs {
 		ls = append(ls, l)
@@ -249,7 +493,7 @@ func (s *Subscriber) Close() error {
 // run keeps l subscribed until its context ends.
 func (s *Subscriber) run(ctx context.Context, l *subLoop) {
 	defer s.wg.Done()
-	b := s.c.rc.B()
+	b := s.c.sc.B()
 	onMsg := func(m rueidis.PubSubMessage) { s.deliver(l, m) }
 	backoff := 50 * time.Millisecond
 	// The Redis client subscribes again by itself after a connection it
@@ -272,7 +516,7 @@ func (s *Subscriber) run(ctx context.Context, l *subLoop) {
 		if l.pattern {
 			cmd = b.Psubscribe().Pattern(l.channel).Build()
 		}
-		err := s.c.rc.Receive(hctx, cmd, onMsg)
+		err := s.c.sc.Receive(hctx, cmd, onMsg)
 		if ctx.Err() != nil || errors.Is(err, rueidis.ErrClosing) {
 			return
 		}
@@ -286,12 +530,8 @@ func (s *Subscriber) run(ctx context.Context, l *subLoop) {
 		if s.opts.OnError != nil && (live || attempt == 0) {
 			s.opts.OnError(l.room, l.name, classify(s.c.addr, "receiving from", err))
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, s.opts.MaxBackoff)
-		select {
-		case <-ctx.Done():
+		if !s.pause(ctx, &backoff) {
 			return
-		case <-time.After(wait):
 		}
 	}
 }

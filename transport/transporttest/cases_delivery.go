@@ -268,17 +268,21 @@ func testUnusedTopic(t *testing.T, e *env) {
 
 func testIDsIncrease(t *testing.T, e *env) {
 	alice, bob := e.join("alice"), e.join("bob")
-	var last pubsub.ID
+	last := map[string]pubsub.ID{}
 	for i := range 60 {
 		r := alice
 		if i%2 == 1 {
 			r = bob
 		}
-		m := publish(t, r, []string{"a", "b", "c"}[i%3], i)
-		if m.ID <= last {
-			t.Fatalf("publish %d got id %v, not above the previous %v", i, m.ID, last)
+		name := []string{"a", "b", "c"}[i%3]
+		if !e.h.PerTopicIDs {
+			name = "" // one sequence for the room
 		}
-		last = m.ID
+		m := publish(t, r, []string{"a", "b", "c"}[i%3], i)
+		if m.ID <= last[name] {
+			t.Fatalf("publish %d to %q got id %v, not above the previous %v", i, m.Topic, m.ID, last[name])
+		}
+		last[name] = m.ID
 	}
 }
 

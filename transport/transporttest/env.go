@@ -70,6 +70,20 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
+// delivered waits until m has reached every subscriber's hub (see
+// Harness.Delivered).
+func (e *env) delivered(m pubsub.Message) {
+	e.t.Helper()
+	if e.h.Delivered == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := e.h.Delivered(ctx, room, m.Topic, m.ID); err != nil {
+		e.t.Fatalf("waiting for message %v of %q to reach its subscribers: %v", m.ID, m.Topic, err)
+	}
+}
+
 // body is the payload the suite publishes.
 type body struct {
 	N      int    `json:"n"`

@@ -57,6 +57,19 @@ type Harness struct {
 	// network failure would: the Conns report NETWORK_ERROR. It returns
 	// once the hub no longer delivers to them.
 	Disconnect func(room, clientID string)
+	// Delivered, if set, waits until the transport has offered the
+	// messages of room's topic up to id to every connection subscribed to
+	// it, for transports that may deliver after Publish returns (several
+	// nodes behind a broker). The cases whose outcome depends on when a
+	// message reaches a subscriber's hub (rate caps on a manual clock)
+	// call it before they move the clock. Nil means that every
+	// subscriber's hub has a message when Publish returns.
+	Delivered func(ctx context.Context, room, topic string, id pubsub.ID) error
+	// PerTopicIDs says that ids increase per topic only: two publishes
+	// one after the other to different topics may get decreasing ids, as
+	// on several nodes whose clocks differ (within a topic, ids always
+	// increase). False means ids increase across the topics of a room.
+	PerTopicIDs bool
 }
 
 // NewHarness builds a fresh hub configured by cfg and returns its harness.
