@@ -16,7 +16,7 @@ import (
 	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 )
 
 // benchPayload is about 100 bytes of encoded JSON, as in transport/memory.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 	"github.com/plazahq/plaza/transport/transporttest"
 )
 

@@ -9,7 +9,7 @@ import (
 	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/history/historytest"
 	"github.com/plazahq/plaza/pubsub"
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 )
 
 // On a Redis Cluster of three shards, everything works as on one server:

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/plazahq/plaza/pubsub"
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 )
 
 // wantCode checks that err is a *pubsub.Error with code whose message

@@ -7,7 +7,7 @@ import (
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/network"
 	"github.com/plazahq/plaza/transport/network/statetest"
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 )
 
 // The stores a network.Server takes keep their contract on Redis: each

@@ -12,7 +12,7 @@ import (
 
 	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/pubsub"
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 )
 
 // t0 is the timestamp of the tests' messages: the time the tests started,

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 )
 
 // The cases of internal/ratewindow, with the events alternating between

@@ -15,7 +15,7 @@ import (
 	"github.com/plazahq/plaza/internal/fakeclock"
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 )
 
 // connect opens a raw connection of clientID to room on h, closed when

@@ -8,7 +8,7 @@ import (
 
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/network"
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 )
 
 // A client socket created on node A is used on node B, its uses are

@@ -11,7 +11,7 @@ import (
 
 	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/pubsub"
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 )
 
 // FuzzStoreVisibility stores a message with arbitrary sender, recipients,

@@ -10,7 +10,7 @@ import (
 	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/history/historytest"
 	"github.com/plazahq/plaza/pubsub"
-	"github.com/plazahq/plaza/transport/redis/internal/redistest"
+	"github.com/plazahq/plaza/transport/redis/redistest"
 )
 
 func TestStore(t *testing.T) {

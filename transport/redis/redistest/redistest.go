@@ -1,7 +1,7 @@
-// Package redistest starts a real redis-server for the tests of package
-// redis: Debian's /usr/bin/redis-server (7.0 or newer) on a free loopback
-// port, with its files in a temporary directory, stopped when the test
-// ends.
+// Package redistest starts a real redis-server for tests: those of package
+// redis, and those of programs built on it. It runs Debian's
+// /usr/bin/redis-server (7.0 or newer) on a free loopback port, with its
+// files in a temporary directory, stopped when the test ends.
 //
 // Use [Start] from a test. It skips the test when redis-server is missing,
 // unless the environment has CI=true: CI installs it (.ci/run), so there a
