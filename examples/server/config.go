@@ -26,6 +26,7 @@ type config struct {
 	subscribeKey     string
 	data             string   // folder for durable history
 	memory           bool     // keep history in memory instead
+	redis            string   // Redis URL: one node of several sharing it
 	publishPerMinute int      // HTTP publishes per room per rolling minute; 0: no cap
 	origins          []string // browser origins allowed besides the server's own
 	tlsCert, tlsKey  string   // PEM files: serve HTTPS and WSS
@@ -51,6 +52,7 @@ func flags(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.subscribeKey, "subscribe-key", defaultSubscribeKey, "key that may subscribe, read history and create client sockets, but not publish")
 	fs.StringVar(&cfg.data, "data", "plaza-data", "folder for durable history (history.db inside it)")
 	fs.BoolVar(&cfg.memory, "memory", false, "keep history in memory only: it is lost when the server stops")
+	fs.StringVar(&cfg.redis, "redis", "", "Redis URL (redis://host:port): run as one node of several sharing it, with history, deduplication, caps and client sockets in Redis instead of -data")
 	fs.IntVar(&cfg.publishPerMinute, "publish-per-minute", 0, "cap on HTTP publishes per room over a rolling minute (0: no cap)")
 	fs.Func("origins", `comma-separated browser origins allowed besides the server's own, as host patterns ("localhost:*")`, func(s string) error {
 		cfg.origins = nil

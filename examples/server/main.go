@@ -6,6 +6,7 @@
 //	go run ./examples/server
 //	go run ./examples/server -addr 127.0.0.1:9000 -publish-key pk-prod -subscribe-key sk-prod -data /var/lib/plaza
 //	go run ./examples/server -memory      # history in memory only, gone when the server stops
+//	go run ./examples/server -redis redis://127.0.0.1:6379 -addr 127.0.0.1:8081   # one node of several
 //
 // It prints how to publish with curl, subscribe with SSE, use the plaza
 // terminal client (examples/plaza) and connect from Go.
@@ -22,6 +23,12 @@
 // Only one server can use a folder at a time; a second one fails
 // at once with an error that says so. To start afresh, stop the server and
 // delete the folder.
+//
+// With -redis URL the server is one node of several sharing that Redis
+// (transport/redis): history, deduplication, the HTTP publish cap, the
+// temporary client sockets and the key secret live there, each node leases
+// its own snowflake node id, and every node's clients see one hub. -data is
+// then not used.
 //
 // # Settings
 //
@@ -143,7 +150,10 @@ func (cfg config) check() error {
 	if strings.Contains(cfg.publishKey, ":") || strings.Contains(cfg.subscribeKey, ":") {
 		return errors.New(`-publish-key and -subscribe-key cannot contain ":", which separates a key from a client name`)
 	}
-	if !cfg.memory && cfg.data == "" {
+	if cfg.memory && cfg.redis != "" {
+		return errors.New("-memory and -redis: history is either in this process's memory or in Redis; pass one")
+	}
+	if !cfg.memory && cfg.redis == "" && cfg.data == "" {
 		return errors.New("-data is empty: name a folder for history, or pass -memory")
 	}
 	if cfg.publishPerMinute < 0 {
@@ -181,7 +191,14 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 
 	var store history.Store
 	var secret []byte // nil with -memory: a new one each run
-	if !cfg.memory {
+	var node *redisNode
+	if cfg.redis != "" {
+		if node, err = openRedis(ctx, cfg.redis); err != nil {
+			return err
+		}
+		defer node.close() // last: after the hub
+		secret = node.secret
+	} else if !cfg.memory {
 		if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 			return fmt.Errorf("-data %s: %w", cfg.data, err)
 		}
@@ -202,7 +219,11 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 	}
 	// Each connection may fall memory.DefaultQueueBytes (1 MiB) behind;
 	// its queue grows only while it does.
-	hub, err := memory.New(memory.Options{Store: store})
+	hopts := memory.Options{Store: store}
+	if node != nil {
+		hopts = memory.Options{Broker: node.broker}
+	}
+	hub, err := memory.New(hopts)
 	if err != nil {
 		return err
 	}
@@ -212,17 +233,31 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 		Publish:   []string{cfg.publishKey},
 		Subscribe: []string{cfg.subscribeKey},
 	}
-	srv := network.NewServer(observedTransport{Transport: hub, m: m}, network.Options{
+	nopts := network.Options{
 		Keys:             func(string) (network.RoomKeys, bool) { return keys, true },
 		KeySecret:        secret,
 		PublishPerMinute: cfg.publishPerMinute,
 		OriginPatterns:   cfg.origins,
 		Logger:           logger,
 		OnConnEvent:      m.connEvent,
-	})
+	}
+	if node != nil { // client sockets and HTTP publish caps for every node together
+		nopts.Sockets = node.client.Sockets().Server()
+		nopts.PublishWindow = node.client.RateWindow()
+	}
+	srv := network.NewServer(observedTransport{Transport: hub, m: m}, nopts)
 	m.hub, m.srv = hub, srv
 	hp := &historyProbe{store: store, data: cfg.data, metrics: m}
-	hl := &health{checks: []readyCheck{{name: "history", probe: hp.probe}}}
+	checks := []readyCheck{{name: "history", probe: hp.probe}}
+	if node != nil {
+		checks = append(checks, readyCheck{name: "redis", probe: func(ctx context.Context) string {
+			if err := hub.Ready(ctx); err != nil {
+				return err.Error()
+			}
+			return ""
+		}})
+	}
+	hl := &health{checks: checks}
 	ops := http.NewServeMux()
 	ops.Handle("GET /metrics", m)
 	ops.HandleFunc("GET /healthz", hl.serveHealthz)
@@ -322,7 +357,10 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 
 func printHelp(out io.Writer, at listening, cfg config) {
 	where := "in memory only (-memory): it is lost when the server stops"
-	if !cfg.memory {
+	switch {
+	case cfg.redis != "":
+		where = "in the Redis at " + redactURL(cfg.redis) + ", shared with every node started with the same -redis"
+	case !cfg.memory:
 		abs, err := filepath.Abs(filepath.Join(cfg.data, "history.db"))
 		if err != nil {
 			abs = filepath.Join(cfg.data, "history.db")
