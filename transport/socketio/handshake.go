@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"sync"
 	"time"
 
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
@@ -37,10 +38,14 @@ const openWriteTimeout = 2 * time.Second
 // still be about to write it.
 const closedWriteGrace = 100 * time.Millisecond
 
-// openWrite is an OPEN packet handed to a WebSocket transport.
+// openWrite is an OPEN packet handed to a WebSocket transport. It counts in
+// Server.openWaits from its flush until its wait ends (release), or, for a
+// transport that closed before its handshake waited, until closedWriteGrace
+// after the close; Server.Close waits for the count to reach zero.
 type openWrite struct {
 	written chan struct{} // closed by the transport's "drain"
 	closed  chan struct{} // closed by its "close"
+	release func()        // uncounts it, once
 }
 
 // onEngineFlush notes the flush of the OPEN packet of a WebSocket
@@ -67,10 +72,21 @@ func (s *Server) onEngineFlush(args ...any) {
 	if t.ReadyState() == "closed" {
 		return // its write queue was shut down first: the OPEN packet is dropped
 	}
-	w := openWrite{written: make(chan struct{}), closed: make(chan struct{})}
+	w := &openWrite{written: make(chan struct{}), closed: make(chan struct{})}
+	w.release = sync.OnceFunc(func() { s.openWaits.Add(-1) })
+	s.openWaits.Add(1)
+	s.openWrites.Store(conn, w) // before its "close" can look for it
 	_ = t.Once("drain", func(...any) { close(w.written) })
-	_ = t.Once("close", func(...any) { close(w.closed) })
-	s.openWrites.Store(conn, w)
+	_ = t.Once("close", func(...any) {
+		close(w.closed)
+		// A handshake that has not begun its wait by then never will:
+		// nothing waits for this write.
+		time.AfterFunc(closedWriteGrace, func() {
+			if s.openWrites.CompareAndDelete(conn, w) {
+				w.release()
+			}
+		})
+	})
 }
 
 // onEngineDrain waits, on the request's goroutine, until the OPEN packet
@@ -85,9 +101,8 @@ func (s *Server) onEngineDrain(args ...any) {
 	if !ok {
 		return
 	}
-	s.openWaits.Add(1)
-	defer s.openWaits.Add(-1)
-	w := v.(openWrite)
+	w := v.(*openWrite)
+	defer w.release()
 	t := time.NewTimer(openWriteTimeout)
 	defer t.Stop()
 	select {

@@ -343,10 +343,19 @@ func (s *Server) Close() error {
 		done := make(chan struct{})
 		s.io.Close(func(error) { close(done) })
 		<-done
-		// Each wait ends by itself within openWriteTimeout.
-		for deadline := time.Now().Add(openWriteTimeout); s.openWaits.Load() > 0 && time.Now().Before(deadline); {
+		// Each wait ends by itself within openWriteTimeout of its start,
+		// and an OPEN packet nobody waits for is uncounted closedWriteGrace
+		// after its transport closed; what is left after both is a write
+		// whose handshake never came to wait, and never will now.
+		for deadline := time.Now().Add(openWriteTimeout + closedWriteGrace); s.openWaits.Load() > 0 && time.Now().Before(deadline); {
 			time.Sleep(time.Millisecond)
 		}
+		s.openWrites.Range(func(k, v any) bool {
+			if s.openWrites.CompareAndDelete(k, v) {
+				v.(*openWrite).release()
+			}
+			return true
+		})
 		s.mu.Lock()
 		bridges, pubs := s.bridges, s.publishers
 		s.bridges, s.publishers = map[string]*bridge{}, map[string]*lazyRoom{}
