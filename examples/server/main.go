@@ -198,6 +198,7 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 		}
 		defer node.close() // last: after the hub
 		secret = node.secret
+		m.redis = node.client
 	} else if !cfg.memory {
 		if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 			return fmt.Errorf("-data %s: %w", cfg.data, err)

@@ -22,6 +22,7 @@ import (
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
 	"github.com/plazahq/plaza/transport/network"
+	"github.com/plazahq/plaza/transport/redis"
 )
 
 // The metrics, in the Prometheus text format at /metrics. What the hub and
@@ -51,7 +52,9 @@ import (
 //	plaza_gap_fills_total                  history pages asked for with After: reconnect gap fills and stream resumes
 //	plaza_store_commit_duration_seconds    histogram: from a message's append until it is durable
 //	plaza_store_commit_errors_total        appends whose commit failed
-//	plaza_history_store_bytes              gauge: size of history.db (absent with -memory)
+//	plaza_history_store_bytes              gauge: size of history.db (absent with -memory and -redis)
+//	plaza_redis_commands_total             round trips to Redis, scripts included (only with -redis)
+//	plaza_redis_errors_total               those that failed: Redis unreachable, a refused command, a full Redis
 type serverMetrics struct {
 	set        *metrics.Set
 	publishDur *metrics.PrometheusHistogram
@@ -66,7 +69,8 @@ type serverMetrics struct {
 	// The sources read at scrape time; set before the server serves.
 	hub       *memory.Hub
 	srv       *network.Server
-	storePath string // "" with -memory
+	storePath string        // "" with -memory and -redis
+	redis     *redis.Client // nil without -redis
 
 	// lastCommit is the error of the latest commit, nil once one succeeds:
 	// readiness reports it.
@@ -129,6 +133,11 @@ func (m *serverMetrics) writeStats(w io.Writer) {
 		metrics.WriteCounterUint64(w, "plaza_slow_consumers_total", st.SlowConsumers)
 	}
 	metrics.WriteGaugeUint64(w, "plaza_subscriptions", uint64(max(0, m.subs.Load())))
+	if m.redis != nil {
+		st := m.redis.Stats()
+		metrics.WriteCounterUint64(w, "plaza_redis_commands_total", st.Commands)
+		metrics.WriteCounterUint64(w, "plaza_redis_errors_total", st.Errors)
+	}
 	if m.storePath != "" {
 		if fi, err := os.Stat(m.storePath); err == nil {
 			metrics.WriteGaugeUint64(w, "plaza_history_store_bytes", uint64(fi.Size()))

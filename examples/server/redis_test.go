@@ -126,6 +126,9 @@ func TestRedisNodes(t *testing.T) {
 		if status, body := getJSON(t, node+"/readyz"); status != http.StatusOK {
 			t.Errorf("%s/readyz = %d %v, want 200", node, status, body)
 		}
+		if n := metricValue(scrape(t, node+"/metrics"), "plaza_redis_commands_total"); n < 2 {
+			t.Errorf("%s/metrics: plaza_redis_commands_total = %v, want at least the 2 of the key secret", node, n)
+		}
 	}
 }
 

@@ -46,7 +46,8 @@ const DefaultURL = "redis://127.0.0.1:6379"
 // Create a Client with [Open]; the zero value is not usable. A Client is
 // safe for concurrent use.
 type Client struct {
-	rc rueidis.Client
+	rc      rueidis.Client // counted, as a rueidis.Client
+	counted *countedClient
 	// sc carries the subscriptions, on one connection per Redis server,
 	// so that messages of different topics on one server arrive in the
 	// order Redis published them (rc spreads commands over several).
@@ -97,7 +98,8 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		rc.Close()
 		return nil, classify(addr, "connecting", err)
 	}
-	c := &Client{rc: rc, sc: sc, prefix: opts.Prefix, clock: opts.Clock, addr: addr}
+	counted := &countedClient{Client: rc}
+	c := &Client{rc: counted, counted: counted, sc: sc, prefix: opts.Prefix, clock: opts.Clock, addr: addr}
 	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
 	info, err := rc.Do(pctx, rc.B().Info().Section("server").Build()).ToString()
