@@ -250,13 +250,13 @@ func run(ctx context.Context, cfg config, out, logs io.Writer, ready func(listen
 	m.hub, m.srv = hub, srv
 	hp := &historyProbe{store: store, data: cfg.data, metrics: m}
 	checks := []readyCheck{{name: "history", probe: hp.probe}}
-	if node != nil {
-		checks = append(checks, readyCheck{name: "redis", probe: func(ctx context.Context) string {
+	if node != nil { // history is in Redis
+		checks = []readyCheck{{name: "redis", probe: func(ctx context.Context) string {
 			if err := hub.Ready(ctx); err != nil {
 				return err.Error()
 			}
 			return ""
-		}})
+		}}}
 	}
 	hl := &health{checks: checks}
 	ops := http.NewServeMux()
