@@ -1,6 +1,7 @@
 package network
 
 import (
+	"encoding/binary"
 	"math"
 	"sync"
 	"time"
@@ -40,7 +41,7 @@ type messagesDecoder struct {
 	// The date and time, to the second, of the last timestamp parsed, and
 	// its Unix time: the messages of a frame were mostly published within
 	// the same second.
-	tsKey  [19]byte
+	tsKey  secondKey
 	tsUnix int64
 	tsOK   bool
 }
@@ -313,36 +314,37 @@ const (
 // comparison confirms; any other form is read as a plain string.
 func (p *cursor) messageKey() (int, bool) {
 	k, n := -1, 0
-	if rest := p.b[p.i:]; len(rest) > 2 && rest[0] == '"' {
-		// Each comparison with a constant of at most 16 bytes compiles to
-		// a load or two.
+	if rest := p.b[p.i:]; len(rest) >= 16 && rest[0] == '"' {
+		// Each comparison of a slice of constant length with a constant
+		// compiles to a load or two. (Nearer the end of a frame than 16
+		// bytes, the name is read as any other.)
 		switch rest[1] {
 		case 'i':
-			if hasPrefix(rest, `"id":`) {
+			if string(rest[:5]) == `"id":` {
 				k, n = keyID, len(`"id":`)
 			}
 		case 't':
 			switch {
-			case hasPrefix(rest, `"topic":`):
+			case string(rest[:8]) == `"topic":`:
 				k, n = keyTopic, len(`"topic":`)
-			case hasPrefix(rest, `"timestamp":`):
+			case string(rest[:12]) == `"timestamp":`:
 				k, n = keyTimestamp, len(`"timestamp":`)
-			case hasPrefix(rest, `"to":`):
+			case string(rest[:5]) == `"to":`:
 				k, n = keyTo, len(`"to":`)
 			}
 		case 'f':
-			if hasPrefix(rest, `"from":`) {
+			if string(rest[:7]) == `"from":` {
 				k, n = keyFrom, len(`"from":`)
 			}
 		case 'p':
 			switch {
-			case hasPrefix(rest, `"payload":`):
+			case string(rest[:10]) == `"payload":`:
 				k, n = keyPayload, len(`"payload":`)
-			case hasPrefix(rest, `"persisted":`):
+			case string(rest[:12]) == `"persisted":`:
 				k, n = keyPersisted, len(`"persisted":`)
 			}
 		case 'm':
-			if hasPrefix(rest, `"metadata":`) {
+			if string(rest[:11]) == `"metadata":` {
 				k, n = keyMetadata, len(`"metadata":`)
 			}
 		}
@@ -375,11 +377,6 @@ func (p *cursor) messageKey() (int, bool) {
 		return keyPersisted, true
 	}
 	return 0, false
-}
-
-// hasPrefix reports whether b starts with s.
-func hasPrefix(b []byte, s string) bool {
-	return len(b) >= len(s) && string(b[:len(s)]) == s
 }
 
 // strings reads an array of plain strings.
@@ -469,16 +466,32 @@ func (d *messagesDecoder) intern(b []byte) string {
 // timestamp parses s as parseTimestamp does. When s falls in the same
 // second as the timestamp parsed before, only its fraction is read.
 func (d *messagesDecoder) timestamp(s []byte) (time.Time, bool) {
-	if d.tsOK && len(s) >= len(d.tsKey) && [19]byte(s) == d.tsKey {
-		if nsec, ok := parseFraction(s[len(d.tsKey):]); ok {
+	if len(s) < 19 {
+		return time.Time{}, false
+	}
+	key := secondOf(s)
+	if d.tsOK && key == d.tsKey {
+		if nsec, ok := parseFraction(s[19:]); ok {
 			return time.Unix(d.tsUnix, int64(nsec)).UTC(), true
 		}
 	}
 	t, ok := parseTimestamp(s)
 	if ok {
-		d.tsKey, d.tsUnix, d.tsOK = [19]byte(s), t.Unix(), true
+		d.tsKey, d.tsUnix, d.tsOK = key, t.Unix(), true
 	}
 	return t, ok
+}
+
+// secondKey holds the first 19 bytes of a timestamp, its date and time to
+// the second, in words that compare at once.
+type secondKey struct {
+	a, b uint64
+	c    uint32
+}
+
+// secondOf returns the secondKey of s, which has at least 19 bytes.
+func secondOf(s []byte) secondKey {
+	return secondKey{binary.LittleEndian.Uint64(s), binary.LittleEndian.Uint64(s[8:]), binary.LittleEndian.Uint32(s[15:])}
 }
 
 // cursor reads JSON from b at i. Its methods report false for whatever the
