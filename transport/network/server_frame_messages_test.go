@@ -184,3 +184,39 @@ func TestMessagesDecoderCopies(t *testing.T) {
 		t.Errorf("after the frame's buffer was overwritten: %+v", got[0])
 	}
 }
+
+// Every message the Server encodes is read by serverMessage, straight
+// through: the fast path is the Server's own form, with recipients,
+// metadata, either persisted value and a timestamp without a fraction.
+func TestServerMessageForm(t *testing.T) {
+	ts := time.Date(2026, 3, 15, 12, 0, 0, 123456789, time.UTC)
+	plain := pubsub.Message{ID: 1904829283928846336, Topic: "chat", From: "alice", Payload: json.RawMessage(`{"text":"hi"}`), Timestamp: ts, Persisted: true}
+	full := plain
+	full.To = []string{"bob", "carol"}
+	full.Metadata = map[string]string{"event": "order.updated"}
+	full.Persisted = false
+	full.Timestamp = ts.Truncate(time.Second)
+	for _, tt := range []struct {
+		name string
+		m    pubsub.Message
+	}{{"plain", plain}, {"recipients, metadata, not persisted", full}} {
+		b := appendMessage(nil, &tt.m)
+		var d messagesDecoder
+		var got pubsub.Message
+		sc := new(decodeScratch)
+		p := cursor{b: b}
+		if !d.serverMessage(&p, &got, sc) || p.i != len(b) {
+			t.Fatalf("%s: serverMessage(%s) = false or stopped at %d of %d bytes", tt.name, b, p.i, len(b))
+		}
+		got.Payload = b[sc.payloads[0].start:sc.payloads[0].end]
+		if diff := cmp.Diff(tt.m, got); diff != "" {
+			t.Errorf("%s: serverMessage(%s) (-sent +read):\n%s", tt.name, b, diff)
+		}
+	}
+	// Any other form is left to the member-by-member reading.
+	var d messagesDecoder
+	p := cursor{b: []byte(`{"id":"7", "topic":"a","from":"b","payload":1,"timestamp":"2026-03-15T12:00:00Z","persisted":true}`)}
+	if d.serverMessage(&p, new(pubsub.Message), new(decodeScratch)) {
+		t.Error("serverMessage took a message with white space in it")
+	}
+}
