@@ -174,6 +174,10 @@ func (p *parser) str() bool {
 	b := p.b
 	i := p.i + 1 // opening quote
 	for i < len(b) {
+		i += Plain(b[i:])
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':

@@ -376,13 +376,15 @@ type clientConn struct {
 
 	dec messagesDecoder // the reader's
 
-	// The delivery queue.
+	// The delivery queue, a frame at a time: per message, only Take does
+	// any work.
 	qmu    sync.Mutex
 	queue  []queued // from head on
 	head   int
+	next   int           // the first message of queue[head] that pop has not handed out
+	count  int           // messages waiting
 	queued int64         // bytes waiting
 	ready  chan struct{} // signalled after every enqueue
-	frames []*frame      // the frames of the messages waiting
 	lent   []*frame      // the frames of the messages the last Take returned
 
 	// Conn.Messages, for consumers that do not Take.
@@ -408,10 +410,9 @@ type clientConn struct {
 
 var _ pubsub.BatchConn = (*clientConn)(nil)
 
-// queued is one message in the delivery queue, with its share of its
-// frame's bytes.
+// queued is one frame in the delivery queue, with its size on the wire.
 type queued struct {
-	m    *pubsub.Message
+	fr   *frame
 	size int64
 }
 
@@ -596,20 +597,9 @@ func (cc *clientConn) enqueue(fr *frame, size int) bool {
 		_ = cc.ws.CloseNow()
 		return false
 	}
-	share := int64(size / len(msgs))
-	for i := range msgs {
-		q := queued{m: &msgs[i], size: share}
-		if i == 0 {
-			q.size += int64(size % len(msgs))
-		}
-		cc.queue = append(cc.queue, q)
-	}
+	cc.queue = append(cc.queue, queued{fr: fr, size: int64(size)})
+	cc.count += len(msgs)
 	cc.queued += int64(size)
-	if !cc.pumping.Load() {
-		// Recycled once the Room is done with it; a consumer of
-		// Messages keeps what it is handed.
-		cc.frames = append(cc.frames, fr)
-	}
 	cc.qmu.Unlock()
 	select {
 	case cc.ready <- struct{}{}:
@@ -628,9 +618,19 @@ func (cc *clientConn) Take(dst []*pubsub.Message) []*pubsub.Message {
 		fr.recycle()
 	}
 	clear(cc.lent)
-	cc.lent, cc.frames = cc.frames, cc.lent[:0]
+	cc.lent = cc.lent[:0]
+	dst = slices.Grow(dst, cc.count)
 	for _, q := range cc.queue[cc.head:] {
-		dst = append(dst, q.m)
+		msgs := q.fr.msgs[cc.next:]
+		cc.next = 0
+		for i := range msgs {
+			dst = append(dst, &msgs[i])
+		}
+		if !cc.pumping.Load() {
+			// Recycled once the Room is done with it; a consumer of
+			// Messages keeps what it is handed.
+			cc.lent = append(cc.lent, q.fr)
+		}
 	}
 	cc.resetQueue()
 	return dst
@@ -644,23 +644,32 @@ func (cc *clientConn) pop() (*pubsub.Message, bool) {
 		return nil, false
 	}
 	q := cc.queue[cc.head]
-	cc.queue[cc.head] = queued{}
-	cc.head++
-	cc.queued -= q.size
+	msgs := q.fr.msgs
+	m := &msgs[cc.next]
+	share := q.size / int64(len(msgs)) // each message's share of its frame's bytes
+	if cc.next == 0 {
+		share += q.size % int64(len(msgs))
+	}
+	cc.queued -= share
+	cc.count--
+	if cc.next++; cc.next == len(msgs) {
+		cc.queue[cc.head] = queued{}
+		cc.head, cc.next = cc.head+1, 0
+	}
 	if cc.head == len(cc.queue) {
 		cc.resetQueue()
 	}
-	return q.m, true
+	return m, true
 }
 
 // maxIdleQueue is the largest queue storage kept once the queue is empty,
-// in messages.
-const maxIdleQueue = 256
+// in frames.
+const maxIdleQueue = 64
 
 // resetQueue empties the queue. Call it with qmu held.
 func (cc *clientConn) resetQueue() {
 	clear(cc.queue[cc.head:])
-	cc.queue, cc.head, cc.queued = cc.queue[:0], 0, 0
+	cc.queue, cc.head, cc.next, cc.count, cc.queued = cc.queue[:0], 0, 0, 0, 0
 	if cap(cc.queue) > maxIdleQueue {
 		cc.queue = nil
 	}

@@ -65,6 +65,16 @@ func messagesFrameSeeds() []string {
 		`{"v":1,"type":"messages","messages":[{"id":"7","payload":"` + "\xff" + `"}]}`,
 		`{"v":1,"type":"messages","messages":[{"id":"7","payload":` + strings.Repeat("[", 9997) + strings.Repeat("]", 9997) + `}]}`,
 		`{"v":1,"type":"messages","messages":[{"id":"7","payload":` + strings.Repeat("[", 9998) + strings.Repeat("]", 9998) + `}]}`,
+		// Names and timestamps the decoder remembers from message to message.
+		`{"v":1,"type":"messages","messages":[{"id":"7","payload":1,"timestamp":"2026-03-15T12:00:00.5Z"},{"id":"8","payload":1,"timestamp":"2026-03-15T12:00:00Z"},{"id":"9","payload":1,"timestamp":"2026-03-15T12:00:00.1234567891Z"},{"id":"10","payload":1,"timestamp":"2026-03-15T12:00:00+01:00"}]}`,
+		`{"v":1,"type":"messages","messages":[{"id":"7","payload":1,"timestamp":"2026-03-15T12:00:00.5Z"},{"id":"8","payload":1,"timestamp":"2026-03-15T12:00:01.25Z"}]}`,
+		`{"v":1,"type":"messages","messages":[{"id":"7","topic":"a","from":"x","payload":1},{"id":"8","topic":"a","from":"a","payload":1},{"id":"9","topic":"b","from":"a","payload":1}]}`,
+		`{"v":1,"type":"messages","messages":[{"id":"7","to":["a","a","b"],"payload":1}]}`,
+		`{"v":1,"type":"messages","messages":[{"id":"7","tox":1,"payload":1}]}`,
+		`{"v":1,"type":"messages","messages":[{"id":"12345678901234567890","payload":1}]}`,
+		`{"v":1,"type":"messages","messages":[{"id":"","payload":1}]}`,
+		`{"v":1,"type":"messages","messages":[{"id":"1x","payload":1}]}`,
+		`{"v":1,"type":"messages","messages":[{"id":"1`,
 	}
 	return seeds
 }
@@ -76,13 +86,27 @@ func FuzzMessagesDecoder(f *testing.F) {
 	for _, s := range messagesFrameSeeds() {
 		f.Add([]byte(s))
 	}
+	warm := benchMessagesFrame(1<<40, 2) // names and a timestamp for the decoder to remember
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var d messagesDecoder
+		// A fresh decoder, and one that remembers the names and the
+		// timestamp of a frame before: what it remembers changes no
+		// result.
+		var d, dw messagesDecoder
+		if _, ok := dw.decode(warm); !ok {
+			t.Fatal("decode() refused the benchmark's frame")
+		}
 		fr, ok := d.decode(data)
+		frw, okw := dw.decode(data)
+		if ok != okw {
+			t.Fatalf("decode(%q) took it: %v, after another frame: %v", data, ok, okw)
+		}
 		if !ok {
 			return
 		}
 		got := fr.msgs
+		if diff := cmp.Diff(got, frw.msgs); diff != "" {
+			t.Fatalf("decode(%q) (-fresh +after another frame):\n%s", data, diff)
+		}
 		var std serverFrame
 		if err := json.Unmarshal(data, &std); err != nil {
 			t.Fatalf("decode(%q) took a frame encoding/json refuses: %v", data, err)
@@ -158,5 +182,41 @@ func TestMessagesDecoderCopies(t *testing.T) {
 	}
 	if string(got[0].Payload) != `"hello"` || got[0].Topic != "chat" || got[0].From != "alice" {
 		t.Errorf("after the frame's buffer was overwritten: %+v", got[0])
+	}
+}
+
+// Every message the Server encodes is read by serverMessage, straight
+// through: the fast path is the Server's own form, with recipients,
+// metadata, either persisted value and a timestamp without a fraction.
+func TestServerMessageForm(t *testing.T) {
+	ts := time.Date(2026, 3, 15, 12, 0, 0, 123456789, time.UTC)
+	plain := pubsub.Message{ID: 1904829283928846336, Topic: "chat", From: "alice", Payload: json.RawMessage(`{"text":"hi"}`), Timestamp: ts, Persisted: true}
+	full := plain
+	full.To = []string{"bob", "carol"}
+	full.Metadata = map[string]string{"event": "order.updated"}
+	full.Persisted = false
+	full.Timestamp = ts.Truncate(time.Second)
+	for _, tt := range []struct {
+		name string
+		m    pubsub.Message
+	}{{"plain", plain}, {"recipients, metadata, not persisted", full}} {
+		b := appendMessage(nil, &tt.m)
+		var d messagesDecoder
+		var got pubsub.Message
+		sc := new(decodeScratch)
+		p := cursor{b: b}
+		if !d.serverMessage(&p, &got, sc) || p.i != len(b) {
+			t.Fatalf("%s: serverMessage(%s) = false or stopped at %d of %d bytes", tt.name, b, p.i, len(b))
+		}
+		got.Payload = b[sc.payloads[0].start:sc.payloads[0].end]
+		if diff := cmp.Diff(tt.m, got); diff != "" {
+			t.Errorf("%s: serverMessage(%s) (-sent +read):\n%s", tt.name, b, diff)
+		}
+	}
+	// Any other form is left to the member-by-member reading.
+	var d messagesDecoder
+	p := cursor{b: []byte(`{"id":"7", "topic":"a","from":"b","payload":1,"timestamp":"2026-03-15T12:00:00Z","persisted":true}`)}
+	if d.serverMessage(&p, new(pubsub.Message), new(decodeScratch)) {
+		t.Error("serverMessage took a message with white space in it")
 	}
 }
