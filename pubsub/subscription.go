@@ -49,7 +49,9 @@ func (s *Subscription) Unsubscribe(ctx context.Context) error {
 //
 // Subscribe returns once the hub has confirmed the wire subscription (or the
 // Room already held one with that rate cap): every message the hub confirms
-// after that reaches the handler. If the Room's connection is lost before or
+// after that reaches the handler. So may a message the hub delivered as soon
+// as it had subscribed, before Subscribe returned: the handler can run
+// before the call returns. If the Room's connection is lost before or
 // during the call, Subscribe still succeeds without that confirmation: the
 // registration is kept, and the Room subscribes again as soon as it has
 // reconnected (JoinOptions.OnState reports both). Messages published in
@@ -76,36 +78,17 @@ func (r *Room) Subscribe(ctx context.Context, topicName string, handler func(Mes
 
 	r.wireMu.Lock()
 	defer r.wireMu.Unlock()
+	// The registration is in the index before the hub is asked, so that a
+	// message the hub delivers as soon as it has subscribed reaches the
+	// handler, however soon it arrives; a refusal takes it out again.
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return nil, r.notConnected(r.err)
 	}
 	wt := r.topics[topicName]
-	var subs []*Subscription
-	if wt != nil {
-		subs = wt.subs
-	}
-	rate := wireRate(append(subs[:len(subs):len(subs)], s))
-	needWire := wt == nil || rate != wt.wireRate
-	conn := r.conn
-	r.mu.Unlock()
-
-	if needWire && conn != nil {
-		err := conn.Subscribe(ctx, SubscribeRequest{Topic: topicName, Rate: rate})
-		if err = asNetwork(err); err != nil && !errors.Is(err, ErrNetwork) {
-			return nil, err
-		}
-		// A lost connection is fine: the reconnect subscribes again.
-	}
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil, r.notConnected(r.err)
-	}
-	wt = r.topics[topicName]
-	if wt == nil {
+	created := wt == nil
+	if created {
 		wt = &wireTopic{name: topicName}
 		if topic.IsPattern(topicName) {
 			wt.pattern = topic.MustParsePattern(topicName)
@@ -117,9 +100,43 @@ func (r *Room) Subscribe(ctx context.Context, topicName string, handler func(Mes
 		}
 		r.topics[topicName] = wt
 	}
+	prevRate := wt.wireRate
+	rate := wireRate(append(wt.subs[:len(wt.subs):len(wt.subs)], s))
+	needWire := created || rate != prevRate
 	wt.subs = append(wt.subs[:len(wt.subs):len(wt.subs)], s)
 	wt.wireRate = rate
 	r.reindex()
+	conn := r.conn
+	r.mu.Unlock()
+
+	if needWire && conn != nil {
+		err := conn.Subscribe(ctx, SubscribeRequest{Topic: topicName, Rate: rate})
+		if err = asNetwork(err); err != nil && !errors.Is(err, ErrNetwork) {
+			r.mu.Lock()
+			subs := make([]*Subscription, 0, len(wt.subs))
+			for _, x := range wt.subs {
+				if x != s {
+					subs = append(subs, x)
+				}
+			}
+			wt.subs = subs
+			if len(subs) == 0 && created {
+				delete(r.topics, topicName)
+			} else {
+				wt.wireRate = prevRate
+			}
+			r.reindex()
+			r.mu.Unlock()
+			return nil, err
+		}
+		// A lost connection is fine: the reconnect subscribes again.
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, r.notConnected(r.err)
+	}
 	return s, nil
 }
 
