@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,20 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(removingBinary{m})
+}
+
+// removingBinary runs the tests, then removes the server binary that the
+// process tests built, if any.
+type removingBinary struct{ m *testing.M }
+
+func (r removingBinary) Run() int {
+	defer func() {
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+	}()
+	return r.m.Run()
 }
 
 // waitTimeout bounds every wait for something that should happen: a

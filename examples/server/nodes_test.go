@@ -1,0 +1,478 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/plazahq/plaza/pubsub"
+	"github.com/plazahq/plaza/transport/network"
+	"github.com/plazahq/plaza/transport/redis/redistest"
+)
+
+// The tests in this file run the server as the real thing: separate
+// processes of the built binary, started with -redis on one redis-server,
+// and killed with SIGKILL where a test says so.
+
+// binDir holds the server binary the process tests build once; TestMain
+// removes it.
+var (
+	binDir   string
+	binOnce  sync.Once
+	binPath  string
+	binError error
+)
+
+// serverBinary builds the server once per test run and returns its path.
+func serverBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binError = os.MkdirTemp("", "plaza-server-test")
+		if binError != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		binPath = filepath.Join(binDir, "server")
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binError = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binError != nil {
+		t.Fatal(binError)
+	}
+	return binPath
+}
+
+// nodeProcess is one server process.
+type nodeProcess struct {
+	url  string // http://127.0.0.1:port
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{} // closed once cmd has been waited for
+	err  error         // cmd.Wait's, after done
+}
+
+// startNode runs the server binary as one node on the Redis at redisURL,
+// on a free loopback port, until the test ends (SIGTERM, then reaped) or
+// until kill.
+func startNode(t *testing.T, redisURL string) *nodeProcess {
+	t.Helper()
+	cmd := exec.Command(serverBinary(t), "-addr", "127.0.0.1:0", "-redis", redisURL,
+		"-publish-key", "pk", "-subscribe-key", "sk", "-shutdown-timeout", "5s")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // none of the test's PLAZA_ variables
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &nodeProcess{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = n.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the server: %v", err)
+	}
+	urlc := make(chan string, 1)
+	go func() {
+		lines := bufio.NewScanner(stdout)
+		for lines.Scan() {
+			if rest, ok := strings.CutPrefix(lines.Text(), "Plaza hub listening on "); ok {
+				urlc <- rest
+			}
+		}
+		n.err = cmd.Wait() // after the last read of stdout, as Wait wants
+		close(n.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-n.done:
+			return
+		default:
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-n.done:
+			if n.err != nil {
+				t.Errorf("node %s exited with %v after SIGTERM; its log:\n%s", n.url, n.err, n.logs)
+			}
+		case <-time.After(waitTimeout):
+			cmd.Process.Kill()
+			<-n.done
+			t.Errorf("node %s did not stop within %v of SIGTERM", n.url, waitTimeout)
+		}
+	})
+	select {
+	case n.url = <-urlc:
+		return n
+	case <-n.done:
+		t.Fatalf("the server exited before listening (%v); its log:\n%s", n.err, n.logs)
+	case <-time.After(waitTimeout):
+		t.Fatalf("the server did not listen within %v; its log:\n%s", waitTimeout, n.logs)
+	}
+	return nil
+}
+
+// kill ends the process with SIGKILL, as a crash would, and reaps it.
+func (n *nodeProcess) kill(t *testing.T) {
+	t.Helper()
+	if err := n.cmd.Process.Kill(); err != nil {
+		t.Fatalf("SIGKILL node %s: %v", n.url, err)
+	}
+	select {
+	case <-n.done:
+	case <-time.After(waitTimeout):
+		t.Fatalf("node %s still running %v after SIGKILL", n.url, waitTimeout)
+	}
+}
+
+// ws is the node's WebSocket base URL.
+func (n *nodeProcess) ws() string { return "ws" + strings.TrimPrefix(n.url, "http") }
+
+// websockets reads the node's open WebSockets from /metrics.
+func (n *nodeProcess) websockets(t *testing.T) int {
+	t.Helper()
+	resp, err := plainClient.Get(n.url + "/metrics")
+	if err != nil {
+		t.Fatalf("GET %s/metrics = %v", n.url, err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	for lines.Scan() {
+		if rest, ok := strings.CutPrefix(lines.Text(), `plaza_connections{protocol="websocket"} `); ok {
+			v, err := strconv.Atoi(rest)
+			if err != nil {
+				t.Fatalf("%s/metrics: plaza_connections %q: %v", n.url, rest, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("%s/metrics has no plaza_connections{protocol=\"websocket\"} (status %d)", n.url, resp.StatusCode)
+	return 0
+}
+
+// startNodes starts a redis-server with the append-only file and n nodes
+// on it.
+func startNodes(t *testing.T, n int) (*redistest.Server, []*nodeProcess) {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{AOF: true})
+	serverBinary(t) // before the nodes' clocks start
+	nodes := make([]*nodeProcess, n)
+	for i := range nodes {
+		nodes[i] = startNode(t, srv.URL())
+	}
+	return srv, nodes
+}
+
+// nodeURLs is the WebSocket URL of every node, for network.NewClientURLs.
+func nodeURLs(nodes []*nodeProcess) []string {
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
+		urls[i] = n.ws()
+	}
+	return urls
+}
+
+// join joins room through t as the holder of token, and leaves it when the
+// test ends.
+func join(tb testing.TB, t pubsub.Transport, room, token string, opts *pubsub.JoinOptions) *pubsub.Room {
+	tb.Helper()
+	o := pubsub.JoinOptions{Token: token}
+	if opts != nil {
+		o = *opts
+		o.Token = token
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	r, err := pubsub.Join(ctx, t, room, &o)
+	if err != nil {
+		tb.Fatalf("Join(%q) with %q = %v", room, token, err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		r.Leave(ctx)
+	})
+	return r
+}
+
+// received collects what a Room's handlers were given, in order.
+type received struct {
+	mu   sync.Mutex
+	msgs []pubsub.Message
+	more chan struct{} // signalled after each message
+}
+
+func newReceived() *received { return &received{more: make(chan struct{}, 1)} }
+
+func (r *received) add(m pubsub.Message) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+	select {
+	case r.more <- struct{}{}:
+	default:
+	}
+}
+
+func (r *received) list() []pubsub.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.msgs)
+}
+
+// waitFor waits until done(messages so far) holds, or fails after
+// deadline, saying what it waited for.
+func (r *received) waitFor(t *testing.T, deadline <-chan time.Time, what string, done func([]pubsub.Message) bool) {
+	t.Helper()
+	for {
+		got := r.list()
+		if done(got) {
+			return
+		}
+		select {
+		case <-r.more:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s: %d messages received", what, len(got))
+		}
+	}
+}
+
+// readHistory reads every message of topic in room that the Room's client may
+// see, oldest first, page by page.
+func readHistory(t *testing.T, r *pubsub.Room, topic string) []pubsub.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	var all []pubsub.Message
+	opts := []pubsub.HistoryOption{pubsub.Limit(pubsub.MaxHistoryLimit)}
+	for {
+		page, err := r.GetHistory(ctx, topic, opts...)
+		if err != nil {
+			t.Fatalf("GetHistory(%q) in %s = %v", topic, r.Name(), err)
+		}
+		all = append(slices.Clone(page.Messages), all...)
+		if !page.HasMore || len(page.Messages) == 0 {
+			return all
+		}
+		opts = []pubsub.HistoryOption{pubsub.Limit(pubsub.MaxHistoryLimit), pubsub.Before(page.Messages[0].ID)}
+	}
+}
+
+// checkOrder reports a message whose id is not above the one received
+// before it on its topic: out of order, or a second copy. Ids are compared
+// per topic only: that is what the ids promise across nodes (two topics'
+// messages may share an id).
+func checkOrder(t *testing.T, room string, got []pubsub.Message) {
+	t.Helper()
+	last := map[string]pubsub.ID{}
+	for _, m := range got {
+		if m.ID <= last[m.Topic] {
+			t.Errorf("%s: on %s, message %v (%s) came after %v: out of order or a second copy", room, m.Topic, m.ID, m.Payload, last[m.Topic])
+		}
+		last[m.Topic] = m.ID
+	}
+}
+
+// summary is the ids, topics, senders and payloads of ms, for comparing histories.
+func summary(ms []pubsub.Message) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = fmt.Sprintf("%v %s %s %s", m.ID, m.Topic, m.From, m.Payload)
+	}
+	return out
+}
+
+// Three server processes on one Redis act as one hub for 300 Rooms
+// spread over them and 10 publishers on different nodes: every Room's
+// subscriber gets every message meant for it exactly once, per topic in
+// id order, never its own, never one addressed to someone else; and every
+// node answers the same history.
+func TestThreeProcessesOneHub(t *testing.T) {
+	_, nodes := startNodes(t, 3)
+	const rooms, publishers = 300, 10
+	name := func(i int) string { return fmt.Sprintf("room-%03d", i) }
+	topics := []string{"chat", "news"}
+
+	// One client with the three URLs: its Connects rotate over them.
+	spread, err := network.NewClientURLs(nodeURLs(nodes), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := make([]*pubsub.Room, rooms)
+	got := make([]*received, rooms)
+	for i := range subs {
+		subs[i] = join(t, spread, name(i), "pk:sub", nil)
+		got[i] = newReceived()
+		for _, topic := range topics {
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			_, err := subs[i].Subscribe(ctx, topic, got[i].add)
+			cancel()
+			if err != nil {
+				t.Fatalf("Subscribe(%q) in %s = %v", topic, name(i), err)
+			}
+		}
+	}
+	for i, n := range nodes {
+		if ws := n.websockets(t); ws != rooms/len(nodes) {
+			t.Errorf("node %d holds %d of the %d subscribers' WebSockets, want %d: the Rooms are not spread", i, ws, rooms, rooms/len(nodes))
+		}
+	}
+
+	// Publisher p is on node p%3, so every Room has publishers on its
+	// subscriber's node and on both others. In every Room each publishes
+	// one message to everyone on chat, one to the subscriber alone on
+	// news, and one to carol on chat; the subscriber publishes one of its
+	// own. Publisher 0 keeps its Rooms for the markers.
+	want := make([][]string, rooms)
+	var wantMu sync.Mutex
+	markers := make([]*pubsub.Room, rooms)
+	var wg sync.WaitGroup
+	for p := range publishers {
+		client, err := network.NewClient(nodes[p%3].ws(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+			defer cancel()
+			for i := range rooms {
+				r, err := pubsub.Join(ctx, client, name(i), &pubsub.JoinOptions{Token: fmt.Sprintf("pk:pub%d", p)})
+				if err != nil {
+					t.Errorf("publisher %d: Join(%s) = %v", p, name(i), err)
+					return
+				}
+				sends := []struct {
+					topic, text string
+					to          []string
+					forSub      bool
+				}{
+					{"chat", fmt.Sprintf("all %d", p), nil, true},
+					{"news", fmt.Sprintf("to sub %d", p), []string{"sub"}, true},
+					{"chat", fmt.Sprintf("to carol %d", p), []string{"carol"}, false},
+				}
+				for _, s := range sends {
+					if _, err := r.Publish(ctx, s.topic, s.text, pubsub.To(s.to...)); err != nil {
+						t.Errorf("publisher %d: Publish(%q, %q) in %s = %v", p, s.topic, s.text, name(i), err)
+					}
+					if s.forSub {
+						wantMu.Lock()
+						want[i] = append(want[i], s.topic+" "+strconv.Quote(s.text))
+						wantMu.Unlock()
+					}
+				}
+				if p == 0 {
+					markers[i] = r
+					continue
+				}
+				if err := r.Leave(ctx); err != nil {
+					t.Errorf("publisher %d: Leave(%s) = %v", p, name(i), err)
+				}
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		for _, r := range markers {
+			if r != nil {
+				r.Leave(context.Background())
+			}
+		}
+	})
+	for i, r := range subs {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		if _, err := r.Publish(ctx, "chat", "own"); err != nil {
+			t.Errorf("Publish(own) in %s = %v", name(i), err)
+		}
+		cancel()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	text := func(ms []pubsub.Message) []string {
+		out := make([]string, len(ms))
+		for i, m := range ms {
+			out[i] = m.Topic + " " + string(m.Payload)
+		}
+		slices.Sort(out)
+		return out
+	}
+	deadline := time.After(waitTimeout)
+	for i := range subs {
+		got[i].waitFor(t, deadline, fmt.Sprintf("the %d messages meant for the subscriber of %s", len(want[i]), name(i)),
+			func(ms []pubsub.Message) bool { return len(ms) >= len(want[i]) })
+	}
+	// A marker on each topic, after everything else: anything more (a
+	// copy, the subscriber's own message, carol's) would have come first.
+	for i, r := range markers {
+		for _, topic := range topics {
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			if _, err := r.Publish(ctx, topic, "marker"); err != nil {
+				t.Fatalf("Publish(%s, marker) in %s = %v", topic, name(i), err)
+			}
+			cancel()
+		}
+	}
+	for i := range subs {
+		got[i].waitFor(t, deadline, "the markers in "+name(i), func(ms []pubsub.Message) bool { return len(ms) >= len(want[i])+len(topics) })
+		ms := got[i].list()
+		checkOrder(t, name(i), ms)
+		wantAll := append(slices.Clone(want[i]), `chat "marker"`, `news "marker"`)
+		slices.Sort(wantAll)
+		if diff := cmp.Diff(wantAll, text(ms)); diff != "" {
+			t.Errorf("%s: the subscriber received (-want +got):\n%s", name(i), diff)
+		}
+	}
+
+	// History is one: each node answers the same pages as the subscriber
+	// may see them (its own message, not carol's), in the order delivered.
+	for i := 0; i < rooms; i += 37 {
+		for _, topic := range topics {
+			var first []string
+			for k, n := range nodes {
+				client, err := network.NewClient(n.ws(), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := join(t, client, name(i), "sk:sub", nil)
+				h := summary(readHistory(t, r, topic))
+				if k == 0 {
+					first = h
+					var delivered []string
+					for _, m := range got[i].list() {
+						if m.Topic == topic {
+							delivered = append(delivered, summary([]pubsub.Message{m})...)
+						}
+					}
+					wantN := len(delivered)
+					if topic == "chat" {
+						wantN++ // the subscriber's own
+					}
+					if len(h) != wantN {
+						t.Errorf("%s: %s history for sub holds %d messages, want %d:\n%s", name(i), topic, len(h), wantN, strings.Join(h, "\n"))
+					}
+					own := slices.DeleteFunc(slices.Clone(h), func(s string) bool { return strings.Fields(s)[2] == "sub" })
+					if diff := cmp.Diff(own, delivered); diff != "" {
+						t.Errorf("%s: %s history (without sub's own) differs from the delivery order (-history +delivered):\n%s", name(i), topic, diff)
+					}
+					continue
+				}
+				if diff := cmp.Diff(first, h); diff != "" {
+					t.Errorf("%s: %s history from node %d differs from node 0's (-0 +%d):\n%s", name(i), topic, k, k, diff)
+				}
+			}
+		}
+	}
+}
