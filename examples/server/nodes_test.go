@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -474,5 +476,221 @@ func TestThreeProcessesOneHub(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// states records a Room's OnState changes.
+type states struct {
+	mu  sync.Mutex
+	got []pubsub.StateChange
+}
+
+func (s *states) add(c pubsub.StateChange) {
+	s.mu.Lock()
+	s.got = append(s.got, c)
+	s.mu.Unlock()
+}
+
+func (s *states) list() []pubsub.StateChange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+// A node process SIGKILLed under load: the Rooms it served reconnect to
+// the other nodes by themselves, subscribe again and fill the gap
+// (OnState: disconnected, then reconnected with Recovered), and end with
+// every persisted message once and in order; publishes in flight on it are
+// retried by their Room on another node with the same idempotency key, so
+// that each confirmed publish is in history once, and one that failed is
+// there at most once.
+func TestNodeKilled(t *testing.T) {
+	_, nodes := startNodes(t, 3)
+	const rooms, publishers, perPublisher = 30, 3, 30
+	name := func(i int) string { return fmt.Sprintf("room-%02d", i) }
+	opts := &pubsub.JoinOptions{GapFill: true, ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second,
+		Retries: 6, RetryDelay: 100 * time.Millisecond}
+
+	// One client with the three URLs, its Connects rotating over them: in
+	// each Room the subscriber and the three publishers, so that each node
+	// serves subscribers and publishers of many Rooms, rooms/3 subscribers
+	// each.
+	client, err := network.NewClientURLs(nodeURLs(nodes), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := make([]*pubsub.Room, rooms)
+	got := make([]*received, rooms)
+	changes := make([]*states, rooms)
+	pubs := make([][]*pubsub.Room, rooms)
+	for i := range subs {
+		got[i], changes[i] = newReceived(), &states{}
+		o := *opts
+		o.OnState = changes[i].add
+		subs[i] = join(t, client, name(i), "sk:sub", &o)
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		_, err := subs[i].Subscribe(ctx, "chat", got[i].add)
+		cancel()
+		if err != nil {
+			t.Fatalf("Subscribe(chat) in %s = %v", name(i), err)
+		}
+		for p := range publishers {
+			pubs[i] = append(pubs[i], join(t, client, name(i), fmt.Sprintf("pk:pub%d", p), opts))
+		}
+	}
+	victim := nodes[0]
+	served := victim.websockets(t)
+	if want := rooms / 3 * (1 + publishers); served != want {
+		t.Fatalf("node 0 serves %d WebSockets, want %d: the Rooms are not spread", served, want)
+	}
+
+	// Every publisher publishes perPublisher messages in each Room, one
+	// after another; node 0 is killed once a third of them are confirmed.
+	type outcome struct {
+		text string
+		id   pubsub.ID // zero: the publish failed
+	}
+	outcomes := make([][]outcome, rooms)
+	var mu sync.Mutex
+	var confirmed atomic.Int64
+	third := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for i := range rooms {
+		for p, r := range pubs[i] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := range perPublisher {
+					text := fmt.Sprintf("pub%d #%d", p, n)
+					ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+					m, err := r.Publish(ctx, "chat", text)
+					cancel()
+					o := outcome{text: strconv.Quote(text), id: m.ID}
+					if err != nil {
+						o.id = 0
+						// The Room gave up retrying while no node took it:
+						// the contract then is NETWORK_ERROR, retriable.
+						if !errors.Is(err, pubsub.ErrNetwork) {
+							t.Errorf("%s: Publish(%q) = %v, want success or NETWORK_ERROR", name(i), text, err)
+						}
+					}
+					mu.Lock()
+					outcomes[i] = append(outcomes[i], o)
+					mu.Unlock()
+					if err == nil && confirmed.Add(1) >= rooms*publishers*perPublisher/3 {
+						once.Do(func() { close(third) })
+					}
+				}
+			}()
+		}
+	}
+	select {
+	case <-third:
+	case <-time.After(2 * waitTimeout):
+		t.Fatalf("timed out waiting for a third of the publishes to be confirmed: %d", confirmed.Load())
+	}
+	atKill := confirmed.Load()
+	victim.kill(t)
+	wg.Wait()
+	if atKill >= rooms*publishers*perPublisher {
+		t.Fatalf("every publish was confirmed before node 0 was killed: no load to kill it under")
+	}
+	var reconnects, retries, gapFilled uint64
+	for i := range rooms {
+		for _, r := range pubs[i] {
+			st := r.Stats()
+			reconnects, retries = reconnects+st.Reconnects, retries+st.Retries
+		}
+		gapFilled += subs[i].Stats().GapFilled
+	}
+	// Node 0 served a third of the publisher Rooms: each reconnected once.
+	if want := uint64(rooms * publishers / len(nodes)); reconnects != want {
+		t.Errorf("publisher Rooms reconnected %d times after node 0 was killed, want %d: once for each it served", reconnects, want)
+	}
+	t.Logf("node 0 killed after %d of %d publishes were confirmed; publishers reconnected %d times and retried %d publishes; subscribers filled %d messages from history",
+		atKill, rooms*publishers*perPublisher, reconnects, retries, gapFilled)
+
+	// Every surviving node answers the same history; each message in it
+	// once; every confirmed publish in it with the id Publish returned.
+	var hist [][]pubsub.Message
+	failed := 0
+	for i := range rooms {
+		var first []pubsub.Message
+		for k, n := range nodes[1:] {
+			c, err := network.NewClient(n.ws(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := readHistory(t, join(t, c, name(i), "sk:sub", nil), "chat")
+			if k == 0 {
+				first = h
+				continue
+			}
+			if diff := cmp.Diff(summary(first), summary(h)); diff != "" {
+				t.Errorf("%s: history from node 2 differs from node 1's (-1 +2):\n%s", name(i), diff)
+			}
+		}
+		hist = append(hist, first)
+		copies := map[string]int{}
+		ids := map[string]pubsub.ID{}
+		for _, m := range first {
+			copies[string(m.Payload)]++
+			ids[string(m.Payload)] = m.ID
+		}
+		for text, n := range copies {
+			if n > 1 {
+				t.Errorf("%s: history holds %d copies of %s", name(i), n, text)
+			}
+		}
+		for _, o := range outcomes[i] {
+			switch {
+			case o.id == 0:
+				failed++
+			case ids[o.text] != o.id:
+				t.Errorf("%s: confirmed publish %s (id %v) is not in history (found id %v)", name(i), o.text, o.id, ids[o.text])
+			}
+		}
+	}
+	t.Logf("%d of %d publishes failed with NETWORK_ERROR after their retries", failed, rooms*publishers*perPublisher)
+
+	// Every subscriber ends with exactly history: every persisted message
+	// once, in id order, the ones it missed filled in from history.
+	deadline := time.After(waitTimeout)
+	for i := range subs {
+		got[i].waitFor(t, deadline, fmt.Sprintf("the %d messages of %s's history", len(hist[i]), name(i)),
+			func(ms []pubsub.Message) bool { return len(ms) >= len(hist[i]) })
+		ms := got[i].list()
+		checkOrder(t, name(i), ms)
+		if diff := cmp.Diff(summary(hist[i]), summary(ms)); diff != "" {
+			t.Errorf("%s: the subscriber received (-history +received):\n%s", name(i), diff)
+		}
+	}
+
+	// The subscribers of node 0 were told of the loss and of a recovery
+	// that missed nothing; the others saw no change.
+	moved := 0
+	for i := range subs {
+		var kinds []pubsub.ConnState
+		recovered := true
+		for _, c := range changes[i].list() {
+			kinds = append(kinds, c.State)
+			if c.State == pubsub.StateReconnected {
+				recovered = recovered && c.Recovered
+			}
+		}
+		switch {
+		case slices.Equal(kinds, []pubsub.ConnState{pubsub.StateConnected}):
+		case slices.Equal(kinds, []pubsub.ConnState{pubsub.StateConnected, pubsub.StateDisconnected, pubsub.StateReconnected}):
+			moved++
+			if !recovered {
+				t.Errorf("%s: OnState reported the reconnect with Recovered false after node 0 was killed", name(i))
+			}
+		default:
+			t.Errorf("%s: OnState reported %v, want connected, then disconnected and reconnected only if on node 0", name(i), kinds)
+		}
+	}
+	if moved != rooms/3 {
+		t.Errorf("%d subscribers reconnected, want the %d node 0 served", moved, rooms/3)
 	}
 }
