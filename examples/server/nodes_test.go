@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -693,4 +694,171 @@ func TestNodeKilled(t *testing.T) {
 	if moved != rooms/3 {
 		t.Errorf("%d subscribers reconnected, want the %d node 0 served", moved, rooms/3)
 	}
+}
+
+// readiness polls the node's /readyz until its status is want, and
+// returns what its redis check said; it fails the test after waitTimeout.
+// (Readiness is a state to be read, not an event: it is polled, as a load
+// balancer does.)
+func (n *nodeProcess) readiness(t *testing.T, want int) string {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		status, body := getJSON(t, n.url+"/readyz")
+		checks, _ := body["checks"].(map[string]any)
+		redis, _ := checks["redis"].(string)
+		if status == want {
+			return redis
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s/readyz to answer %d: %d %v", waitTimeout, n.url, want, status, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Redis SIGKILLed and restarted (with appendfsync always) while two
+// server processes serve a publisher on one and a receiver with gap fill
+// on the other: while Redis is down publishes fail with a retriable
+// NETWORK_ERROR and /readyz answers 503 naming redis; the nodes reconnect
+// by themselves and turn ready again; no confirmed message is lost, none
+// is received twice, and history holds each once.
+func TestRedisRestartUnderLoadProcesses(t *testing.T) {
+	srv, nodes := startNodes(t, 2)
+	a, b := nodes[0], nodes[1]
+	opts := pubsub.JoinOptions{GapFill: true, RetryDelay: 10 * time.Millisecond,
+		ReconnectMin: 10 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}
+	ca, err := network.NewClient(a.ws(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := network.NewClient(b.ws(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := join(t, ca, "lobby", "pk:alice", &opts)
+	bob := join(t, cb, "lobby", "sk:bob", &opts)
+	got := newReceived()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := bob.Subscribe(ctx, "chat", got.add); err != nil {
+		t.Fatalf("Subscribe(chat) on B = %v", err)
+	}
+
+	var (
+		mu        sync.Mutex
+		confirmed []pubsub.ID
+		failed    int
+		progress  = make(chan struct{}, 1)
+	)
+	count := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(confirmed), failed
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			m, err := alice.Publish(ctx, "chat", i)
+			cancel()
+			mu.Lock()
+			if err == nil {
+				confirmed = append(confirmed, m.ID)
+			} else {
+				var perr *pubsub.Error
+				if !errors.As(err, &perr) || perr.Code != pubsub.CodeNetworkError || !perr.Retriable() {
+					t.Errorf("Publish(%d) on A = %v, want success or a retriable NETWORK_ERROR", i, err)
+				}
+				failed++
+			}
+			mu.Unlock()
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
+			if err != nil {
+				time.Sleep(10 * time.Millisecond) // a client's pause before trying again
+			}
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}()
+	waitCount := func(what string, ok func(confirmed, failed int) bool) {
+		t.Helper()
+		deadline := time.After(waitTimeout)
+		for {
+			if ok(count()) {
+				return
+			}
+			select {
+			case <-progress:
+			case <-deadline:
+				n, f := count()
+				t.Fatalf("timed out after %v waiting for %s: %d confirmed, %d failed", waitTimeout, what, n, f)
+			}
+		}
+	}
+
+	waitCount("20 confirmed publishes", func(n, _ int) bool { return n >= 20 })
+	srv.Kill()
+	waitCount("a publish to fail while Redis is down", func(_, f int) bool { return f > 0 })
+	for _, n := range nodes {
+		if problem := n.readiness(t, http.StatusServiceUnavailable); problem == "" || problem == "ok" {
+			t.Errorf("%s/readyz answered 503 while Redis was down, but its redis check says %q", n.url, problem)
+		}
+	}
+	atOutage, _ := count()
+	srv.Restart()
+	waitCount("20 more confirmed publishes after the restart", func(n, _ int) bool { return n >= atOutage+20 })
+	close(stop)
+	<-done
+	for _, n := range nodes {
+		if problem := n.readiness(t, http.StatusOK); problem != "ok" {
+			t.Errorf("%s/readyz answered 200 after the restart, but its redis check says %q", n.url, problem)
+		}
+	}
+
+	// History, from either node, holds every confirmed message once, and a
+	// failed publish at most once (its reply may have been cut off after
+	// Redis stored it); bob received exactly history.
+	h := readHistory(t, bob, "chat")
+	if diff := cmp.Diff(summary(h), summary(readHistory(t, alice, "chat"))); diff != "" {
+		t.Errorf("history from B and from A differ (-B +A):\n%s", diff)
+	}
+	mu.Lock()
+	want, fails := slices.Clone(confirmed), failed
+	mu.Unlock()
+	inHistory := map[pubsub.ID]bool{}
+	for _, m := range h {
+		inHistory[m.ID] = true
+	}
+	for _, id := range want {
+		if !inHistory[id] {
+			t.Errorf("confirmed message %v is not in history", id)
+		}
+	}
+	if extra := len(h) - len(want); extra < 0 || extra > fails {
+		t.Errorf("history holds %d messages: %d confirmed and %d failed publishes", len(h), len(want), fails)
+	}
+	got.waitFor(t, time.After(waitTimeout), fmt.Sprintf("bob to receive the %d messages of history", len(h)),
+		func(ms []pubsub.Message) bool { return len(ms) >= len(h) })
+	ms := got.list()
+	checkOrder(t, "lobby", ms)
+	if diff := cmp.Diff(summary(h), summary(ms)); diff != "" {
+		t.Errorf("bob received (-history +received):\n%s", diff)
+	}
+	t.Logf("%d confirmed, %d failed while Redis was down; bob: %+v", len(want), fails, bob.Stats())
 }
