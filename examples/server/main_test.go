@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,20 @@ func TestMain(m *testing.M) {
 	// connection error on a goroutine that first sleeps up to about a
 	// second, and Close does not cut that sleep short; the goroutine ends
 	// by itself when it wakes up to a closed client.
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"))
+	goleak.VerifyTestMain(removingBinary{m}, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"))
+}
+
+// removingBinary runs the tests, then removes the server binary that the
+// process tests built, if any.
+type removingBinary struct{ m *testing.M }
+
+func (r removingBinary) Run() int {
+	defer func() {
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+	}()
+	return r.m.Run()
 }
 
 // waitTimeout bounds every wait for something that should happen: a
