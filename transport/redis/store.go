@@ -358,10 +358,11 @@ type Publication struct {
 	Propose func(last pubsub.ID) pubsub.ID
 }
 
-// Publish confirms p.Message for every hub on this Redis, in one atomic
+// Publish confirms p.Message for every hub on this Redis with an atomic
 // script: the confirmed message gets the proposed id if it is above the
-// topic's last id, and otherwise the smallest id above that last id with
-// the node bits of the proposed one, so that ids strictly increase per
+// topic's last id, and otherwise an id above that last id of the
+// proposing node's own (Publication.Propose's, or the smallest with the
+// node bits of the proposed one), so that ids strictly increase per
 // topic whichever hub publishes, even one whose clock is behind, and stay
 // unique across topics: an id carries the node id of the hub that proposed
 // it, never another's (see Publication.Propose). Raising an id costs a
