@@ -1,11 +1,13 @@
 package redis
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/bwmarrin/snowflake"
 
+	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/internal/fakeclock"
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
@@ -126,4 +128,61 @@ func TestIDsUniqueAcrossTopics(t *testing.T) {
 			clocks[1].Advance(time.Second) // the second hub catches up
 		}
 	}
+}
+
+// A publish whose proposals other publishes of the topic keep overtaking
+// gives up after maxPublishAttempts with a retriable RATE_LIMIT_EXCEEDED
+// and stores nothing; one whose key a retry confirmed in the meantime (on
+// another node) gets that message: deduplication comes first on every
+// attempt.
+func TestPublishProposeAgain(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a, b := openOn(t, srv, Options{}), openOn(t, srv, Options{})
+	sa, sb := a.Store(StoreOptions{DedupWindow: time.Minute}), b.Store(StoreOptions{DedupWindow: time.Minute})
+	ms := uint64(t0.UnixMilli() - snowflake.Epoch)
+
+	t.Run("overtaken every time", func(t *testing.T) {
+		other := mkID(ms+1000, 5, 0)
+		publish(t, sb, "room", msg("busy", other, "first"), "")
+		calls := 0
+		p := Publication{Room: "room", Message: msg("busy", mkID(ms, 9, 0), "late"), Origin: "node9/1",
+			Propose: func(last pubsub.ID) pubsub.ID {
+				calls++
+				other++ // another node confirms one more before this one tries again
+				publish(t, sb, "room", msg("busy", other, "other"), "")
+				return last + 1
+			}}
+		_, _, err := sa.Publish(ctxT(t), p)
+		var perr *pubsub.Error
+		if !errors.As(err, &perr) || perr.Code != pubsub.CodeRateLimitExceeded || !perr.Retriable() {
+			t.Fatalf("Publish overtaken %d times = %v, want a retriable RATE_LIMIT_EXCEEDED", calls, err)
+		}
+		if calls != maxPublishAttempts {
+			t.Errorf("Propose was called %d times, want %d", calls, maxPublishAttempts)
+		}
+		page, err := sa.Query(ctxT(t), "room", history.Query{Topic: "busy", Limit: 50})
+		if err != nil {
+			t.Fatalf("Query = %v", err)
+		}
+		for _, m := range page.Messages {
+			if string(m.Payload) == `{"text":"late"}` {
+				t.Errorf("history holds %d, the publish that failed", m.ID)
+			}
+		}
+	})
+
+	t.Run("retried elsewhere meanwhile", func(t *testing.T) {
+		publish(t, sb, "room", msg("keyed", mkID(ms+1000, 5, 0), "first"), "")
+		var retried pubsub.Message
+		p := Publication{Room: "room", Message: msg("keyed", mkID(ms, 9, 0), "mine"), Key: "k1", Origin: "node9/1",
+			Propose: func(last pubsub.ID) pubsub.ID {
+				// The same publish, retried on another node, is confirmed first.
+				retried, _ = publish(t, sb, "room", msg("keyed", mkID(ms+2000, 5, 0), "mine"), "k1")
+				return mkID(ms+1000, 9, 0)
+			}}
+		got, dup, err := sa.Publish(ctxT(t), p)
+		if err != nil || !dup || got.ID != retried.ID {
+			t.Fatalf("Publish = id %d, dup %t, %v; want the retry's message %d, dup true", got.ID, dup, err, retried.ID)
+		}
+	})
 }
