@@ -29,7 +29,7 @@
 // # Delivery
 //
 // The hub gives every message an id (a snowflake: time-ordered, unique per
-// hub, a decimal string in JSON) and a timestamp, stores it in history unless
+// hub, and across the hubs of one Broker, a decimal string in JSON) and a timestamp, stores it in history unless
 // it was published with Persist(false), and delivers it to every subscribed
 // Room except the publisher's own (no self-echo: render your own message from
 // Publish's result). Other Rooms with the same client id do receive it.

@@ -272,17 +272,22 @@ func readHistory(t *testing.T, r *pubsub.Room, topic string) []pubsub.Message {
 }
 
 // checkOrder reports a message whose id is not above the one received
-// before it on its topic: out of order, or a second copy. Ids are compared
-// per topic only: that is what the ids promise across nodes (two topics'
-// messages may share an id).
+// before it on its topic (out of order, or a second copy), and one whose
+// id a message of another topic of the room already had: across nodes ids
+// strictly increase per topic and are unique, whichever node made them.
 func checkOrder(t *testing.T, room string, got []pubsub.Message) {
 	t.Helper()
 	last := map[string]pubsub.ID{}
+	topicOf := map[pubsub.ID]string{}
 	for _, m := range got {
 		if m.ID <= last[m.Topic] {
 			t.Errorf("%s: on %s, message %v (%s) came after %v: out of order or a second copy", room, m.Topic, m.ID, m.Payload, last[m.Topic])
 		}
 		last[m.Topic] = m.ID
+		if other, ok := topicOf[m.ID]; ok && other != m.Topic {
+			t.Errorf("%s: message %v (%s) on %s has the id of a message on %s", room, m.ID, m.Payload, m.Topic, other)
+		}
+		topicOf[m.ID] = m.Topic
 	}
 }
 

@@ -31,9 +31,13 @@ import (
 // Publish confirms m for every hub, atomically: if m.From used key (not
 // empty) on m.Topic within the Broker's deduplication window, it returns
 // the message confirmed then and dup true, and nothing else happens.
-// Otherwise the confirmed message takes the larger of m.ID (the hub's
-// proposal) and the topic's last id plus one, so that ids strictly
-// increase per topic whichever hub publishes; it joins the topic's history
+// Otherwise the confirmed message takes m.ID (the hub's proposal) if it is
+// above the topic's last id, and else an id above that last id from
+// [Receiver].Propose, so that ids strictly increase per topic whichever
+// hub publishes and every id is one the hub's own generator made: unique
+// across the topics and rooms of every hub, since each holds a node id of
+// its own. (A Broker that raises an id itself must keep the hub's node id
+// in it; the hub then keeps its later ids above the one confirmed.) It joins the topic's history
 // if m.Persisted; and it is delivered, with origin, to every subscribed
 // hub, after every message of the topic with a lower id. History order is
 // therefore delivery order, on every node. An error means nothing was
@@ -86,6 +90,11 @@ type Receiver struct {
 	// their Rooms reconnect and fill the gap from history
 	// (pubsub.JoinOptions.GapFill).
 	Missed func(room, topicOrPattern string)
+	// Propose returns a new id of the hub's generator above last, for a
+	// publish whose proposed id is at or below its topic's last id. Every
+	// id it returns is handed out once, and the hub's later ids are above
+	// it, whichever topic they are for.
+	Propose func(last pubsub.ID) pubsub.ID
 }
 
 // Delivery is a message a [Broker] delivers to a hub.
@@ -229,6 +238,11 @@ func (h *Hub) publishBroker(ctx context.Context, c *conn, req *pubsub.PublishReq
 	if err != nil {
 		return pubsub.Message{}, brokerErr("publish", ctx, err)
 	}
+	if !dup && cm.ID > m.ID {
+		// A Broker that raised the id itself: never hand it out again.
+		// (One that asked Propose already moved the generator past it.)
+		h.ids.SetFloor(cm.ID)
+	}
 	if dup {
 		h.stats.deduplicated.Add(1)
 	} else {
@@ -236,6 +250,14 @@ func (h *Hub) publishBroker(ctx context.Context, c *conn, req *pubsub.PublishReq
 	}
 	cm.Timestamp = cm.Timestamp.UTC()
 	return cm, nil
+}
+
+// propose is [Receiver].Propose: the generator is moved above last, then
+// asked for an id, both atomically, so the id is above last and every id
+// the hub handed out or will, whatever the clock says.
+func (h *Hub) propose(last pubsub.ID) pubsub.ID {
+	h.ids.SetFloor(last)
+	return h.ids.Next(h.clock.Now())
 }
 
 // brokerErr is the error of a Broker call: its *pubsub.Error as it is, the

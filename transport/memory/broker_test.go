@@ -209,3 +209,60 @@ func TestBrokerErrorsReachThePublisher(t *testing.T) {
 		t.Errorf("Ready() after the lease was lost = %v, want ErrLeaseLost", err)
 	}
 }
+
+// raisingBroker confirms every publish with an id of its own choosing,
+// as a Broker does when a topic's last id is above the hub's proposal.
+type raisingBroker struct {
+	*fakeBroker
+	raise     func(proposed pubsub.ID) pubsub.ID
+	proposals []pubsub.ID
+}
+
+func (b *raisingBroker) Publish(ctx context.Context, room string, m pubsub.Message, key, origin string) (pubsub.Message, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.proposals = append(b.proposals, m.ID)
+	m.ID = b.raise(m.ID)
+	return m, false, nil
+}
+
+// An id a Broker confirms above the hub's proposal is never proposed
+// again: the hub's later ids, for any topic, are above it, even on a clock
+// that stands still.
+func TestBrokerRaisedIDRaisesTheFloor(t *testing.T) {
+	const second = pubsub.ID(1000 << 22) // a second later, same node and sequence
+	b := &raisingBroker{fakeBroker: newFakeBroker()}
+	b.raise = func(p pubsub.ID) pubsub.ID { return p + second }
+	t.Cleanup(func() { b.Close() })
+	h, _ := newHub(t, Options{Broker: b})
+	alice := dial(t, h, "alice")
+	ctx := context.Background()
+	var confirmed []pubsub.ID
+	for _, topic := range []string{"a", "b", "a"} {
+		m, err := alice.Publish(ctx, pubsub.PublishRequest{Topic: topic, Payload: json.RawMessage(`1`)})
+		if err != nil {
+			t.Fatalf("Publish(%s) = %v", topic, err)
+		}
+		confirmed = append(confirmed, m.ID)
+	}
+	for i := 1; i < len(b.proposals); i++ {
+		if b.proposals[i] <= confirmed[i-1] {
+			t.Errorf("publish %d proposed %d, not above %d the Broker confirmed for the publish before", i, b.proposals[i], confirmed[i-1])
+		}
+	}
+}
+
+// Receiver.Propose hands out an id of the hub's node above the one asked,
+// and never the same one twice.
+func TestBrokerPropose(t *testing.T) {
+	_, b := brokerHub(t)
+	last := pubsub.ID(1<<62 | 9<<12 | 7) // node 9, far in the future
+	id := b.recv.Propose(last)
+	if id <= last || id.Node() != int64(b.NodeID()) {
+		t.Fatalf("Propose(%d) = %d (node %d), want an id above it of node %d", last, id, id.Node(), b.NodeID())
+	}
+	again := b.recv.Propose(last)
+	if again <= id {
+		t.Errorf("second Propose(%d) = %d, want above the first, %d", last, again, id)
+	}
+}

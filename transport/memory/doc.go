@@ -79,6 +79,9 @@
 // with the node of [Options.NodeID] (with a Broker, its lease). Those of one hub strictly increase,
 // even when the clock steps back, and always lie above the highest id the
 // store held when the hub started, so a restarted hub never reuses an id.
+// With a Broker a publish whose id is not above its topic's last one is
+// given another id of this hub's generator above it ([Receiver].Propose),
+// so ids stay unique across the topics and rooms of every node.
 //
 // # Several nodes
 //

@@ -322,7 +322,7 @@ func New(opts Options) (*Hub, error) {
 		h.broker = opts.Broker
 		h.bsubs = make(map[string]*brokerSub)
 		h.token = anonID()[len("anon-"):] + "."
-		h.broker.Attach(Receiver{Deliver: h.deliver, Missed: h.missed})
+		h.broker.Attach(Receiver{Deliver: h.deliver, Missed: h.missed, Propose: h.propose})
 		return h, nil
 	}
 	h.pipe, _ = h.store.(history.Pipeliner)

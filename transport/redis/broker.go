@@ -109,9 +109,14 @@ func NewBroker(ctx context.Context, opts BrokerOptions) (*Broker, error) {
 // Attach implements [memory.Broker]: deliveries go to r from now on.
 func (b *Broker) Attach(r memory.Receiver) { b.recv.Store(&r) }
 
-// Publish implements [memory.Broker] with [Store.Publish].
+// Publish implements [memory.Broker] with [Store.Publish]; an id at or
+// below the topic's last is proposed again by the hub's Receiver.Propose.
 func (b *Broker) Publish(ctx context.Context, room string, m pubsub.Message, key, origin string) (pubsub.Message, bool, error) {
-	return b.store.Publish(ctx, Publication{Room: room, Message: m, Key: key, Origin: origin})
+	pub := Publication{Room: room, Message: m, Key: key, Origin: origin}
+	if r := b.recv.Load(); r != nil {
+		pub.Propose = r.Propose
+	}
+	return b.store.Publish(ctx, pub)
 }
 
 // Subscribe implements [memory.Broker]: a topic is a sharded channel

@@ -64,15 +64,26 @@
 // # Ordering: history order is delivery order
 //
 // The publish script runs atomically on the topic's shard: it reads the
-// topic's last id, gives the message max(proposed id, last id + 1), stores
-// it, trims, and publishes it before any other script of that topic can
-// run. Ids therefore strictly increase per topic across hubs, even when a
-// hub's clock is behind another's, and every subscriber of the topic, on
+// topic's last id and, if the proposed id is above it, gives the message
+// that id, stores it, trims, and publishes it before any other script of
+// that topic can run. If the proposed id is at or below the last one (the
+// hub's clock is behind another's), the script stores nothing and answers
+// with the last id; the hub's generator then proposes an id above it
+// ([memory.Receiver].Propose), and [Store.Publish] runs the script again,
+// deduplication checked first each time (16 attempts at most: each fails
+// only if another publish of the topic came in between; then
+// RATE_LIMIT_EXCEEDED, and nothing was stored). Ids therefore strictly
+// increase per topic across hubs, and every subscriber of the topic, on
 // any hub, receives its messages in id order, which is history's order:
 // After(lastSeen) gap fill and Last-Event-ID resume never skip a message
-// published by a hub with an older clock. Ids stay snowflakes (time-ordered
-// and unique per leased node id); the script only ever raises one, by the
-// few ids that separate two hubs' clocks.
+// published by a hub with an older clock. Ids stay snowflakes,
+// time-ordered and unique across every room and topic: every id carries
+// the node id of the hub that made it, which only that hub holds (the
+// lease), and a hub's generator never hands out an id twice. A raised id
+// is ahead of its hub's clock by the few milliseconds that separate two
+// hubs' clocks. (A [Store] used without a hub raises the id itself to the
+// smallest id above the last with the proposed id's node bits; see
+// Publication.Propose.)
 //
 // Messages published with Persist(false) get an id the same way and are
 // published, but not stored.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwmarrin/snowflake"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -63,7 +64,9 @@ func publish(t *testing.T, s *Store, room string, m pubsub.Message, key string) 
 
 // Two hubs on one Redis, the second with a clock behind the first: the ids
 // of a topic still increase, history holds them in that order, and
-// subscribers get them in that order too.
+// subscribers get them in that order too. An id raised above the topic's
+// last keeps the node bits of the proposed one, so that it cannot be an id
+// of the other node's.
 func TestPublishIDsIncreaseAcrossNodes(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	a, b := openOn(t, srv, Options{}), openOn(t, srv, Options{})
@@ -72,17 +75,18 @@ func TestPublishIDsIncreaseAcrossNodes(t *testing.T) {
 	if err := sub.Subscribe(ctxT(t), "room", "chat"); err != nil {
 		t.Fatalf("Subscribe = %v", err)
 	}
-	const base = 1_900_000_000_000_000_000
+	ms := uint64(t0.UnixMilli() - snowflake.Epoch)
 	steps := []struct {
 		store    *Store
 		proposed pubsub.ID
 		want     pubsub.ID
 	}{
-		{sa, base + 100, base + 100},
-		{sb, base + 50, base + 101}, // b's clock is behind: last + 1
-		{sb, base + 51, base + 102},
-		{sa, base + 200, base + 200}, // ahead again: its own id
-		{sb, base + 200, base + 201}, // equal: last + 1
+		{sa, mkID(ms+1000, 5, 0), mkID(ms+1000, 5, 0)},
+		{sb, mkID(ms, 9, 0), mkID(ms+1000, 9, 0)},      // b's clock is behind: a's millisecond, b's node
+		{sb, mkID(ms, 9, 1), mkID(ms+1000, 9, 1)},      // the same node: last + 1
+		{sa, mkID(ms+1000, 5, 1), mkID(ms+1001, 5, 0)}, // last's node above: the next millisecond
+		{sa, mkID(ms+2000, 5, 0), mkID(ms+2000, 5, 0)}, // ahead again: its own id
+		{sb, mkID(ms+2000, 3, 0), mkID(ms+2001, 3, 0)}, // the same millisecond, a node below
 	}
 	var want []pubsub.Message
 	for i, st := range steps {

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -348,12 +349,27 @@ type Publication struct {
 	// publisher's own connection: no self-echo. It is not stored in
 	// history.
 	Origin string
+	// Propose, if not nil, returns a new proposal above last when the
+	// topic's last id is at or above Message.ID: a new id of the hub's
+	// generator ([memory.Receiver].Propose), which keeps every id it gives
+	// unique. Nil raises the id to the smallest one above last with the
+	// node bits of Message.ID; the caller must then keep its own later ids
+	// above the id confirmed.
+	Propose func(last pubsub.ID) pubsub.ID
 }
 
-// Publish confirms p.Message for every hub on this Redis, in one atomic
-// script: the confirmed message gets the larger of the proposed id and the
-// topic's last id plus one, so that ids strictly increase per topic
-// whichever hub publishes, even one whose clock is behind. Unless
+// Publish confirms p.Message for every hub on this Redis with an atomic
+// script: the confirmed message gets the proposed id if it is above the
+// topic's last id, and otherwise an id above that last id of the
+// proposing node's own (Publication.Propose's, or the smallest with the
+// node bits of the proposed one), so that ids strictly increase per
+// topic whichever hub publishes, even one whose clock is behind, and stay
+// unique across topics: an id carries the node id of the hub that proposed
+// it, never another's (see Publication.Propose). Raising an id costs a
+// round trip more (the script answers the conflict; Publish proposes
+// again, the deduplication checked first each time); after 16 attempts
+// overtaken by other publishes of the topic it fails with
+// RATE_LIMIT_EXCEEDED, retriable, and stores nothing. Unless
 // Message.Persisted is false the message joins the topic's history, which
 // is trimmed by retention. It is then published on the topic's shard
 // channel (and its pattern channel with StoreOptions.Patterns), in the
@@ -386,28 +402,61 @@ func (s *Store) Publish(ctx context.Context, p Publication) (confirmed pubsub.Me
 		pch = s.c.patternChannel(p.Room, m.Topic)
 	}
 	rec := encodeRecord(&m, p.Key)
-	vals, err := publishScript.Exec(ctx, s.c.rc, []string{k.set(), k.hash(), k.last(), dkey},
-		[]string{"p", idKey(m.ID), string(rec), persist, strconv.Itoa(s.maxMessages), s.cutoffArg(), ttl,
-			k.channel(), pch, string(appendField(nil, p.Origin))}).ToArray()
-	if err != nil {
-		return pubsub.Message{}, false, classify(s.c.addr, "publishing on", err)
+	keys := []string{k.set(), k.hash(), k.last(), dkey}
+	args := []string{"p", "", string(rec), persist, strconv.Itoa(s.maxMessages), s.cutoffArg(), ttl,
+		k.channel(), pch, string(appendField(nil, p.Origin))}
+	for range maxPublishAttempts {
+		args[1] = idKey(m.ID)
+		vals, err := publishScript.Exec(ctx, s.c.rc, keys, args).ToArray()
+		if err != nil {
+			return pubsub.Message{}, false, classify(s.c.addr, "publishing on", err)
+		}
+		if len(vals) != 2 {
+			return pubsub.Message{}, false, errRecord("publish answered %d values", len(vals))
+		}
+		flag, _ := vals[0].AsInt64()
+		v, _ := vals[1].ToString()
+		switch flag {
+		case 0: // a duplicate: v is what the original published
+			orig, _, err := decodeWire(m.Topic, v)
+			return orig, true, err
+		case 1:
+			id, err := parseIDKey(v)
+			if err != nil {
+				return pubsub.Message{}, false, err
+			}
+			m.ID = id
+			return m, false, nil
+		}
+		// The proposal was at or below the topic's last id v: propose
+		// again above it, an id of the proposer's own node.
+		last, err := parseIDKey(v)
+		if err != nil {
+			return pubsub.Message{}, false, err
+		}
+		var id pubsub.ID
+		var ok bool
+		if p.Propose != nil {
+			id = p.Propose(last)
+			ok = id > last
+		} else {
+			id, ok = raiseID(last, m.ID)
+		}
+		if !ok {
+			return pubsub.Message{}, false, pubsub.Errorf(pubsub.CodeInternal,
+				"redis: topic %q: no id above %d is left for node %d", m.Topic, last, m.ID.Node())
+		}
+		m.ID = id
 	}
-	if len(vals) != 2 {
-		return pubsub.Message{}, false, errRecord("publish answered %d values", len(vals))
-	}
-	flag, _ := vals[0].AsInt64()
-	v, _ := vals[1].ToString()
-	if flag == 0 { // a duplicate: v is what the original published
-		orig, _, err := decodeWire(m.Topic, v)
-		return orig, true, err
-	}
-	id, err := parseIDKey(v)
-	if err != nil {
-		return pubsub.Message{}, false, err
-	}
-	m.ID = id
-	return m, false, nil
+	return pubsub.Message{}, false, &pubsub.Error{Code: pubsub.CodeRateLimitExceeded, RetryAfter: time.Millisecond,
+		Message: fmt.Sprintf("redis: topic %q: other publishes took the id proposed %d times in a row; nothing was stored", m.Topic, maxPublishAttempts)}
 }
+
+// maxPublishAttempts bounds the round trips of one [Store.Publish] whose
+// proposed id other publishes keep overtaking on a busy topic. Each attempt
+// proposes above the last id the one before saw, so a second attempt
+// fails only when another publish of the topic was confirmed in between.
+const maxPublishAttempts = 16
 
 // decodeWire decodes what the publish script sends on a channel and keeps
 // for an idempotency key: an id, an origin and a record. It returns the

@@ -7,7 +7,8 @@
 -- KEYS[2] the topic's hash: id -> record
 -- KEYS[3] the topic's last id (20 digits)
 -- KEYS[4] the publish's deduplication key (read only when ARGV[7] > 0)
--- ARGV[1] 'p' to publish: the id is max(ARGV[2], last id + 1);
+-- ARGV[1] 'p' to publish: the id is ARGV[2] if it is above the topic's
+--         last id, and otherwise nothing happens (see the returns);
 --         'a' to append: the id is ARGV[2] as given (history.Store.Append)
 -- ARGV[2] the proposed id, 20 digits
 -- ARGV[3] the record (see codec.go)
@@ -23,24 +24,11 @@
 -- the origin and the record back to back.
 --
 -- Returns {1, id} for a new message, {0, id .. origin .. record} for a
--- duplicate.
-
--- inc returns the 20-digit decimal s plus one. Lua numbers are doubles,
--- which cannot hold a snowflake exactly, so ids stay strings.
-local function inc(s)
-  local t = {string.byte(s, 1, -1)}
-  local i = #t
-  while i > 0 do
-    if t[i] == 57 then
-      t[i] = 48
-      i = i - 1
-    else
-      t[i] = t[i] + 1
-      break
-    end
-  end
-  return string.char(unpack(t))
-end
+-- duplicate, and {2, last} when a publish proposed an id at or below the
+-- topic's last id: nothing was stored, and the caller proposes again above
+-- last. Lua numbers are doubles, which cannot hold a snowflake exactly, so
+-- ids stay 20-digit strings here, compared as strings, and the caller
+-- computes the next proposal (store.go, raiseID).
 
 local ttl = tonumber(ARGV[7])
 if ttl > 0 then
@@ -54,7 +42,7 @@ local id = ARGV[2]
 local last = redis.call('GET', KEYS[3])
 if ARGV[1] == 'p' then
   if last and last >= id then
-    id = inc(last)
+    return {2, last}
   end
   redis.call('SET', KEYS[3], id)
 elseif not last or id > last then
