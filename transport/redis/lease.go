@@ -12,15 +12,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/plazahq/plaza/pubsub"
 )
 
 var (
 	//go:embed lua/lease.lua
 	leaseLua    string
-	leaseScript = rueidis.NewLuaScript(leaseLua)
+	leaseScript = newScript(leaseLua)
 )
 
 // MaxNodeID is the highest snowflake node id (10 bits).
