@@ -11,13 +11,14 @@ import (
 // script is a Lua script run with EVALSHA, and with EVAL when Redis answers
 // NOSCRIPT (its script cache is empty after a restart or SCRIPT FLUSH).
 //
-// It replaces rueidis.Lua: its Exec hands the EVALSHA command back to
-// rueidis's command pool as soon as the NOSCRIPT reply arrives and builds
-// the EVAL from that pool at once, while, after a Redis restart, the
-// background writer of a connection can still be reading the recycled
-// command (a data race the race detector reports, and a garbled command on
-// the wire). Every command built here is pinned, so the client never
-// recycles it; the garbage collector frees it once nothing holds it.
+// It replaces rueidis.Lua, whose commands come from rueidis's command pool
+// and go back to it when Do returns with Redis's answer. After a Redis
+// restart, the background writer of a connection can still be reading such
+// a command (the EVAL sent after NOSCRIPT) when Do recycles it, and the next
+// command built from the pool overwrites it: a data race, and possibly a
+// garbled command on the wire. Every command built here is pinned, so the
+// client never recycles it; the garbage collector frees it once nothing
+// holds it.
 //
 // A script is immutable and safe for concurrent use. Its zero value is not
 // usable; make one with newScript or newReadOnlyScript.
