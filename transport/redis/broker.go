@@ -167,8 +167,10 @@ func (b *Broker) Ready(ctx context.Context) error {
 	return b.c.Ping(ctx)
 }
 
-// Close ends the Broker's subscriptions, releases its node id and closes
-// its store. It does not close the Client. It is idempotent.
+// Close ends the Broker's subscriptions, releases its node id (as
+// [Lease.Close] does: retried on connections a Redis restart broke; if
+// Redis stays unreachable, the lease lapses after its TTL) and closes its
+// store. It does not close the Client. It is idempotent.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.recv.Store(nil)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,15 +13,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/plazahq/plaza/pubsub"
 )
 
 var (
 	//go:embed lua/lease.lua
 	leaseLua    string
-	leaseScript = rueidis.NewLuaScript(leaseLua)
+	leaseScript = newScript(leaseLua)
 )
 
 // MaxNodeID is the highest snowflake node id (10 bits).
@@ -181,9 +180,21 @@ func (l *Lease) renew(onLost func(error)) {
 	}
 }
 
+// releaseAttempts bounds the tries of a release on broken connections. The
+// client pipelines commands over up to 4 connections to a server (rueidis's
+// default on a machine with 4 cores or more) and picks one at random for each
+// command; after a Redis restart each of them fails once, with EOF, before
+// the client replaces it, so the fifth try at the latest reaches the new
+// server.
+const releaseAttempts = 5
+
 // Close stops renewing and releases the lease, so that the node id is free
-// at once. It is idempotent; the error is Redis's, if it could not be
-// released (the lease then lapses after its TTL).
+// at once. It is idempotent. A release that fails on a broken connection
+// (Redis restarted since the client last used it: the client replaces a
+// dead connection only after a command failed on it) is tried again, up to
+// releaseAttempts times in all and within 5 seconds, which is safe because
+// releasing twice is the same as releasing once. The error is Redis's, if
+// the lease could not be released: it then lapses by itself after its TTL.
 func (l *Lease) Close() error {
 	var err error
 	l.once.Do(func() {
@@ -191,7 +202,11 @@ func (l *Lease) Close() error {
 		<-l.stopped
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err = l.call(ctx, "release")
+		for range releaseAttempts {
+			if _, err = l.call(ctx, "release"); !errors.Is(err, pubsub.ErrNetwork) || ctx.Err() != nil {
+				break
+			}
+		}
 	})
 	return err
 }

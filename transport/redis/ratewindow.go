@@ -5,14 +5,12 @@ import (
 	_ "embed"
 	"strconv"
 	"time"
-
-	"github.com/redis/rueidis"
 )
 
 var (
 	//go:embed lua/rate.lua
 	rateLua    string
-	rateScript = rueidis.NewLuaScript(rateLua)
+	rateScript = newScript(rateLua)
 )
 
 // RateWindow caps events per key over a rolling minute for every hub on

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/network"
 )
@@ -20,7 +18,7 @@ import (
 var (
 	//go:embed lua/socket.lua
 	socketLua    string
-	socketScript = rueidis.NewLuaScript(socketLua)
+	socketScript = newScript(socketLua)
 )
 
 // socketGrace is how long an expired or used-up client socket is kept, so

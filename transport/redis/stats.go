@@ -27,7 +27,7 @@ func (c *Client) Stats() Stats {
 
 // countedClient is a rueidis.Client that counts what passes through Do and
 // DoMulti, which is every command the package sends, scripts included
-// (rueidis.Lua.Exec calls Do).
+// (script.Exec calls Do).
 type countedClient struct {
 	rueidis.Client
 	commands, errors atomic.Uint64

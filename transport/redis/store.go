@@ -21,15 +21,15 @@ var _ history.KeyStore = (*Store)(nil)
 var (
 	//go:embed lua/publish.lua
 	publishLua    string
-	publishScript = rueidis.NewLuaScript(publishLua)
+	publishScript = newScript(publishLua)
 
 	//go:embed lua/walk.lua
 	walkLua    string
-	walkScript = rueidis.NewLuaScriptReadOnly(walkLua)
+	walkScript = newReadOnlyScript(walkLua)
 
 	//go:embed lua/maxid.lua
 	maxIDLua    string
-	maxIDScript = rueidis.NewLuaScript(maxIDLua)
+	maxIDScript = newScript(maxIDLua)
 )
 
 // walkBudget is the most records one walk script reads before it returns

@@ -216,7 +216,10 @@ func (s *Subscriber) add(ctx context.Context, l *subLoop) error {
 }
 
 // Unsubscribe releases one reference to room's topic; the last one
-// unsubscribes from Redis. Unknown topics are ignored.
+// unsubscribes from Redis. Unknown topics are ignored. Telling Redis is
+// best effort, bounded to about a second: Unsubscribe does not wait for
+// Redis to confirm, so PUBSUB SHARDNUMSUB may count the subscriber for a
+// moment after it returned.
 func (s *Subscriber) Unsubscribe(room, name string) {
 	k := topicKeys{base: s.c.prefix + ":{" + strconv.Itoa(len(room)) + ":" + room + ":" + name + "}"}
 	s.release(k.channel())
