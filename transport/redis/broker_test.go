@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -81,14 +82,23 @@ func newNode(tb testing.TB, srv *redistest.Server, o nodeOpts) (*memory.Hub, *Br
 type spread struct {
 	hubs []*memory.Hub
 	next atomic.Uint64
+	// mu keeps Connects out while disconnect goes through the hubs: it
+	// drops the connections live when it was called, and a Room that
+	// reconnects meanwhile to a hub not yet told must not lose its new
+	// connection as well.
+	mu sync.RWMutex
 }
 
 func (s *spread) Connect(ctx context.Context, req pubsub.ConnectRequest) (pubsub.Conn, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	h := s.hubs[(s.next.Add(1)-1)%uint64(len(s.hubs))]
 	return h.Connect(ctx, req)
 }
 
 func (s *spread) disconnect(room, clientID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, h := range s.hubs {
 		h.Disconnect(room, clientID)
 	}

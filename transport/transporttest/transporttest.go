@@ -55,7 +55,11 @@ type Harness struct {
 	Transport pubsub.Transport
 	// Disconnect drops every live connection of clientID in room the way a
 	// network failure would: the Conns report NETWORK_ERROR. It returns
-	// once the hub no longer delivers to them.
+	// once the hub no longer delivers to them. Only the connections live
+	// when it is called go: a Room that reconnects meanwhile keeps its new
+	// connection, also when the transport is several hubs told one after
+	// another (the Reconnect case counts the re-subscriptions of one
+	// reconnection).
 	Disconnect func(room, clientID string)
 	// Delivered, if set, waits until the transport has offered the
 	// messages of room's topic up to id to every connection subscribed to
