@@ -16,7 +16,7 @@ const joined = new Set();
 
 // join joins room as the client id `as`, with fast reconnects.
 export async function join(room, as, opts = {}) {
-  const r = await Plaza.join(URL_, room, { token: as, reconnectMin: 50, reconnectMax: 200, retryDelay: 50, connectTimeout: 500, ...opts });
+  const r = await Plaza.join(URL_, room, { token: as, reconnectMin: 50, reconnectMax: 200, retryDelay: 50, connectTimeout: 5000, ...opts });
   joined.add(r);
   return r;
 }
