@@ -250,8 +250,10 @@ test("a publish whose reply is lost is retried with one idempotency key: one mes
 
 test("after a server restart the room reconnects, subscribes again and fills the gap", async () => {
   const name = roomName("restart");
-  const alice = await join(name, "alice", { retryDelay: 200 });
-  const bob = await join(name, "bob");
+  // Attempts against the stopped server give up after 500 ms, so that the
+  // reconnect comes within the publish's retries below.
+  const alice = await join(name, "alice", { retryDelay: 200, connectTimeout: 500 });
+  const bob = await join(name, "bob", { connectTimeout: 500 });
   const h = inbox();
   await alice.pubsub.subscribe("chat", h);
   await bob.pubsub.publish("chat", "before");
