@@ -801,7 +801,7 @@ func TestRedisRestartUnderLoadProcesses(t *testing.T) {
 		default:
 			close(stop)
 		}
-		<-done
+		waitClosed(t, done, "the publish loop on A to stop")
 	}()
 	waitCount := func(what string, ok func(confirmed, failed int) bool) {
 		t.Helper()
@@ -831,7 +831,7 @@ func TestRedisRestartUnderLoadProcesses(t *testing.T) {
 	srv.Restart()
 	waitCount("20 more confirmed publishes after the restart", func(n, _ int) bool { return n >= atOutage+20 })
 	close(stop)
-	<-done
+	waitClosed(t, done, "the publish loop on A to stop")
 	for _, n := range nodes {
 		if problem := n.readiness(t, http.StatusOK); problem != "ok" {
 			t.Errorf("%s/readyz answered 200 after the restart, but its redis check says %q", n.url, problem)
@@ -868,4 +868,15 @@ func TestRedisRestartUnderLoadProcesses(t *testing.T) {
 		t.Errorf("bob received (-history +received):\n%s", diff)
 	}
 	t.Logf("%d confirmed, %d failed while Redis was down; bob: %+v", len(want), fails, bob.Stats())
+}
+
+// waitClosed waits for done to be closed; it fails the test, naming what it
+// waited for, when that takes longer than waitTimeout.
+func waitClosed(t *testing.T, done <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+	}
 }

@@ -5,49 +5,21 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plazahq/plaza/internal/ratewindow/ratewindowtest"
 )
 
 var t0 = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
 
 func TestAllow(t *testing.T) {
 	t.Parallel()
-	type step struct {
-		at    time.Duration // after t0
-		ok    bool
-		retry time.Duration // when refused
-	}
-	tests := []struct {
-		name  string
-		limit int
-		steps []step
-	}{
-		{"limit one", 1, []step{
-			{0, true, 0}, {time.Second, false, 59 * time.Second}, {59*time.Second + 999*time.Millisecond, false, time.Millisecond},
-			{60 * time.Second, true, 0},
-		}},
-		{"spread out", 3, []step{
-			{0, true, 0}, {10 * time.Second, true, 0}, {20 * time.Second, true, 0},
-			{30 * time.Second, false, 30 * time.Second}, {60 * time.Second, true, 0},
-			{65 * time.Second, false, 5 * time.Second}, {70 * time.Second, true, 0},
-		}},
-		{"no double burst at a minute boundary", 2, []step{
-			{59 * time.Second, true, 0}, {59 * time.Second, true, 0},
-			{61 * time.Second, false, 58 * time.Second}, {119 * time.Second, true, 0},
-		}},
-		{"a long pause empties the window", 2, []step{
-			{0, true, 0}, {0, true, 0}, {time.Hour, true, 0}, {time.Hour, true, 0}, {time.Hour, false, time.Minute},
-		}},
-		{"zero limit allows nothing", 0, []step{
-			{0, false, time.Minute},
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for _, tt := range ratewindowtest.Cases() {
+		t.Run(tt.Name, func(t *testing.T) {
 			var l Limiter
-			for i, s := range tt.steps {
-				ok, retry := l.Allow("app", tt.limit, t0.Add(s.at))
-				if ok != s.ok || (!ok && retry != s.retry) {
-					t.Errorf("step %d at +%v: Allow() = %v, %v; want %v, %v", i, s.at, ok, retry, s.ok, s.retry)
+			for i, s := range tt.Steps {
+				ok, retry := l.Allow("app", tt.Limit, t0.Add(s.At))
+				if ok != s.OK || (!ok && retry != s.Retry) {
+					t.Errorf("step %d at +%v: Allow() = %v, %v; want %v, %v", i, s.At, ok, retry, s.OK, s.Retry)
 				}
 			}
 		})

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,29 @@ func TestMain(m *testing.M) {
 // against deadlocks, generous enough for a loaded machine, and measures
 // nothing.
 const waitTimeout = 20 * time.Second
+
+// waitGroup waits for wg; it fails the test, naming what it waited for, when
+// that takes longer than waitTimeout.
+func waitGroup(tb testing.TB, wg *sync.WaitGroup, what string) {
+	tb.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	waitClosed(tb, done, what)
+}
+
+// waitClosed waits for done to be closed; it fails the test, naming what it
+// waited for, when that takes longer than waitTimeout.
+func waitClosed(tb testing.TB, done <-chan struct{}, what string) {
+	tb.Helper()
+	select {
+	case <-done:
+	case <-time.After(waitTimeout):
+		tb.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+	}
+}
 
 // ctxT returns a context that ends with the test or after waitTimeout.
 func ctxT(tb testing.TB) context.Context {

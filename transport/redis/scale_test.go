@@ -331,7 +331,7 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 		for !ok() {
 			if time.Now().After(deadline) {
 				close(stop)
-				<-done
+				waitClosed(t, done, "the publish loop to stop")
 				t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
 			}
 			time.Sleep(5 * time.Millisecond)
@@ -347,7 +347,7 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 	srv.Restart()
 	waitFor("20 more confirmed publishes after the restart", func() bool { n, _ := count(); return n >= atOutage+20 })
 	close(stop)
-	<-done
+	waitClosed(t, done, "the publish loop to stop")
 	if err := pubHub.Ready(ctxT(t)); err != nil {
 		t.Errorf("Ready() after the restart = %v, want nil", err)
 	}

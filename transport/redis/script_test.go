@@ -32,7 +32,7 @@ func TestScriptNoScript(t *testing.T) {
 				}
 			})
 		}
-		wg.Wait()
+		waitGroup(t, &wg, "the concurrent Execs of round "+round)
 	}
 
 	if err := c.rc.Do(ctx, c.rc.B().ScriptFlush().Build()).Error(); err != nil {
