@@ -101,9 +101,9 @@ func (r *Room) Subscribe(ctx context.Context, topicName string, handler func(Mes
 		r.topics[topicName] = wt
 	}
 	prevRate := wt.wireRate
-	rate := wireRate(append(wt.subs[:len(wt.subs):len(wt.subs)], s))
-	needWire := created || rate != prevRate
 	wt.subs = append(wt.subs[:len(wt.subs):len(wt.subs)], s)
+	rate := wireRate(wt.subs)
+	needWire := created || rate != prevRate
 	wt.wireRate = rate
 	r.reindex()
 	conn := r.conn
