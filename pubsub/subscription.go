@@ -101,9 +101,9 @@ func (r *Room) Subscribe(ctx context.Context, topicName string, handler func(Mes
 		r.topics[topicName] = wt
 	}
 	prevRate := wt.wireRate
-	rate := wireRate(append(wt.subs[:len(wt.subs):len(wt.subs)], s))
-	needWire := created || rate != prevRate
 	wt.subs = append(wt.subs[:len(wt.subs):len(wt.subs)], s)
+	rate := wireRate(wt.subs)
+	needWire := created || rate != prevRate
 	wt.wireRate = rate
 	r.reindex()
 	conn := r.conn
@@ -113,12 +113,7 @@ func (r *Room) Subscribe(ctx context.Context, topicName string, handler func(Mes
 		err := conn.Subscribe(ctx, SubscribeRequest{Topic: topicName, Rate: rate})
 		if err = asNetwork(err); err != nil && !errors.Is(err, ErrNetwork) {
 			r.mu.Lock()
-			subs := make([]*Subscription, 0, len(wt.subs))
-			for _, x := range wt.subs {
-				if x != s {
-					subs = append(subs, x)
-				}
-			}
+			subs := without(wt.subs, s)
 			wt.subs = subs
 			if len(subs) == 0 && created {
 				delete(r.topics, topicName)
@@ -149,12 +144,7 @@ func (r *Room) unsubscribe(ctx context.Context, s *Subscription) error {
 		r.mu.Unlock()
 		return nil
 	}
-	subs := make([]*Subscription, 0, len(wt.subs))
-	for _, x := range wt.subs {
-		if x != s {
-			subs = append(subs, x)
-		}
-	}
+	subs := without(wt.subs, s)
 	wt.subs = subs
 	var req *SubscribeRequest
 	last := len(subs) == 0
@@ -182,6 +172,18 @@ func (r *Room) unsubscribe(ctx context.Context, s *Subscription) error {
 		return nil // the reconnect re-subscribes from the current state
 	}
 	return err
+}
+
+// without returns a new slice of subs with s left out, leaving subs as it
+// is, as every change of a wireTopic's subs does.
+func without(subs []*Subscription, s *Subscription) []*Subscription {
+	kept := make([]*Subscription, 0, len(subs))
+	for _, x := range subs {
+		if x != s {
+			kept = append(kept, x)
+		}
+	}
+	return kept
 }
 
 // wireRate is the cap the wire subscription carries: the highest of its

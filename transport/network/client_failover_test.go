@@ -97,7 +97,7 @@ func fakeNode(t *testing.T, serve func(net.Conn)) string {
 	}()
 	t.Cleanup(func() {
 		l.Close()
-		<-done
+		recv(t, done, "the fake node's accept goroutine to end")
 	})
 	return "ws://" + l.Addr().String()
 }

@@ -157,6 +157,21 @@ func TestClientConn(t *testing.T) {
 	})
 }
 
+// connectQueued connects bob to lobby through a Client whose delivery queue
+// holds at most limit bytes.
+func connectQueued(tb testing.TB, ctx context.Context, f *fixture, limit int) pubsub.Conn {
+	tb.Helper()
+	client, err := NewClient(f.ts.URL, &DialOptions{QueueBytes: limit})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
 // A Conn whose delivery queue outgrows DialOptions.QueueBytes ends with
 // SLOW_CONSUMER and keeps, in order, the messages that fit, whether they are
 // taken in batches (as a Room does) or read from Messages.
@@ -191,15 +206,8 @@ func TestClientQueueFull(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, memory.Options{}, Options{})
-			client, err := NewClient(f.ts.URL, &DialOptions{QueueBytes: limit})
-			if err != nil {
-				t.Fatal(err)
-			}
 			ctx := ctxT(t)
-			c, err := client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := connectQueued(t, ctx, f, limit)
 			defer c.Close()
 			if tt.name == "messages" {
 				c.Messages() // the consumer is there, and reads nothing until the end
@@ -421,15 +429,8 @@ func TestClientMessagesDrainedAfterDone(t *testing.T) {
 		sent  = 30
 	)
 	f := newFixture(t, memory.Options{}, Options{})
-	client, err := NewClient(f.ts.URL, &DialOptions{QueueBytes: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := ctxT(t)
-	c, err := client.Connect(ctx, pubsub.ConnectRequest{Room: "lobby", Token: testTokenPrefix + "bob"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectQueued(t, ctx, f, limit)
 	defer c.Close()
 	msgs := c.Messages()
 	if err := c.Subscribe(ctx, pubsub.SubscribeRequest{Topic: "chat"}); err != nil {
