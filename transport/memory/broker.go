@@ -327,17 +327,18 @@ func (h *Hub) teardownLater(cs []*conn) {
 		h.timers.Add(1) // before Close waits: Close sets closed under h.mu
 	}
 	h.mu.Unlock()
-	if closed {
+	teardown := func() {
 		for _, c := range cs {
 			c.teardown()
 		}
+	}
+	if closed {
+		teardown()
 		return
 	}
 	go func() {
 		defer h.timers.Done()
-		for _, c := range cs {
-			c.teardown()
-		}
+		teardown()
 	}()
 }
 
