@@ -102,17 +102,7 @@ func TestBoltOpensVersion1(t *testing.T) {
 	if err := s.AppendKey(ctx, "room", fresh, "k3"); err != nil {
 		t.Fatalf("AppendKey = %v", err)
 	}
-	page, err := s.Query(ctx, "room", Query{Topic: "chat", Limit: 10, Viewer: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := append(append([]pubsub.Message(nil), old...), fresh)
-	for i := range want {
-		want[i].Persisted = true
-	}
-	if diff := cmp.Diff(want, page.Messages); diff != "" {
-		t.Errorf("history of an upgraded file (-want +got):\n%s", diff)
-	}
+	checkUpgraded(t, s, Query{Topic: "chat", Limit: 10, Viewer: "alice"}, old, fresh, "history of an upgraded file")
 	keys, err := s.Keys(ctx, "room", KeyQuery{Topic: "chat"})
 	if err != nil || len(keys) != 1 || keys[0].Key != "k3" || keys[0].Message.ID != fresh.ID {
 		t.Errorf("Keys = %+v, %v; want only k3 on %v", keys, err, fresh.ID)
@@ -158,7 +148,18 @@ func TestBoltOpensVersion2(t *testing.T) {
 		t.Fatalf("OpenBolt after a crash = %v", err)
 	}
 	defer s.Close()
-	page, err := s.Query(ctx, "room", Query{Topic: "chat", Limit: 10})
+	checkUpgraded(t, s, Query{Topic: "chat", Limit: 10}, old, fresh, "history of an upgraded file after a crash")
+	keys, err := s.Keys(ctx, "room", KeyQuery{Topic: "chat"})
+	if err != nil || len(keys) != 2 || keys[0].Key != "k3" || keys[1].Key != "k1" {
+		t.Errorf("Keys = %+v, %v; want k3 then k1", keys, err)
+	}
+}
+
+// checkUpgraded checks that q on room of s pages old and then fresh, all
+// persisted; what names the history in the failure.
+func checkUpgraded(t *testing.T, s *Bolt, q Query, old []pubsub.Message, fresh pubsub.Message, what string) {
+	t.Helper()
+	page, err := s.Query(context.Background(), "room", q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,11 +168,7 @@ func TestBoltOpensVersion2(t *testing.T) {
 		want[i].Persisted = true
 	}
 	if diff := cmp.Diff(want, page.Messages); diff != "" {
-		t.Errorf("history of an upgraded file after a crash (-want +got):\n%s", diff)
-	}
-	keys, err := s.Keys(ctx, "room", KeyQuery{Topic: "chat"})
-	if err != nil || len(keys) != 2 || keys[0].Key != "k3" || keys[1].Key != "k1" {
-		t.Errorf("Keys = %+v, %v; want k3 then k1", keys, err)
+		t.Errorf("%s (-want +got):\n%s", what, diff)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/plazahq/plaza/history"
+	"github.com/plazahq/plaza/internal/testwait"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -346,21 +347,9 @@ func TestBoltQueriesDuringCheckpoints(t *testing.T) {
 	}
 }
 
-// waitGroup waits for wg; it fails the test, naming what it waited for, when
-// that takes longer than waitTimeout.
-func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(waitTimeout):
-		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-	}
-}
+// waitGroup waits for wg, failing the test when that takes longer than
+// waitTimeout.
+var waitGroup = testwait.Group
 
 // openToCrash opens a store in a new folder for a test that ends it with
 // Crash, and returns it with its path.

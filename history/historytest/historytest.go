@@ -48,6 +48,7 @@ import (
 
 	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/internal/fakeclock"
+	"github.com/plazahq/plaza/internal/testwait"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -86,25 +87,12 @@ func Run(t *testing.T, newStore func(t *testing.T, opts history.Options) history
 	}
 }
 
-// waitTimeout bounds every wait for something that should happen: a
-// deadlock guard, generous enough for a loaded machine, not a measurement.
-const waitTimeout = 20 * time.Second
+// waitTimeout bounds every wait for something that should happen.
+const waitTimeout = testwait.Timeout
 
-// waitGroup waits for wg; it fails the test, naming what it waited for, when
-// that takes longer than waitTimeout.
-func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(waitTimeout):
-		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-	}
-}
+// waitGroup waits for wg, failing the test when that takes longer than
+// waitTimeout.
+var waitGroup = testwait.Group
 
 // opener opens a fresh store for one subtest.
 type opener func(t *testing.T, opts history.Options) history.Store

@@ -224,16 +224,7 @@ func (h *Hub) publishBroker(ctx context.Context, c *conn, req *pubsub.PublishReq
 			return pubsub.Message{}, h.rateLimited(req.Topic, wait)
 		}
 	}
-	m := pubsub.Message{
-		ID:        h.ids.Next(now),
-		Topic:     req.Topic,
-		From:      c.id,
-		To:        req.To,
-		Payload:   req.Payload,
-		Metadata:  req.Metadata,
-		Timestamp: now.UTC(),
-		Persisted: !req.NoPersist,
-	}
+	m := h.newMessage(c, req, now)
 	cm, dup, err := h.broker.Publish(ctx, c.r.name, m, req.IdempotencyKey, c.origin)
 	if err != nil {
 		return pubsub.Message{}, brokerErr("publish", ctx, err)
@@ -336,17 +327,18 @@ func (h *Hub) teardownLater(cs []*conn) {
 		h.timers.Add(1) // before Close waits: Close sets closed under h.mu
 	}
 	h.mu.Unlock()
-	if closed {
+	teardown := func() {
 		for _, c := range cs {
 			c.teardown()
 		}
+	}
+	if closed {
+		teardown()
 		return
 	}
 	go func() {
 		defer h.timers.Done()
-		for _, c := range cs {
-			c.teardown()
-		}
+		teardown()
 	}()
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/plazahq/plaza/history"
 	"github.com/plazahq/plaza/internal/fakeclock"
+	"github.com/plazahq/plaza/internal/testwait"
 	"github.com/plazahq/plaza/pubsub"
 	"github.com/plazahq/plaza/transport/memory"
 )
@@ -32,25 +33,12 @@ type crashLine struct {
 
 const crashPublishers = 8
 
-// waitTimeout bounds every wait for something that should happen: a
-// deadlock guard, generous enough for a loaded machine, not a measurement.
-const waitTimeout = 20 * time.Second
+// waitTimeout bounds every wait for something that should happen.
+const waitTimeout = testwait.Timeout
 
-// waitGroup waits for wg; it fails the test, naming what it waited for, when
-// that takes longer than waitTimeout.
-func waitGroup(tb testing.TB, wg *sync.WaitGroup, what string) {
-	tb.Helper()
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(waitTimeout):
-		tb.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-	}
-}
+// waitGroup waits for wg, failing the test when that takes longer than
+// waitTimeout.
+var waitGroup = testwait.Group
 
 // TestCrashKeepsConfirmedPublishes runs a hub on a durable store in a child
 // process, kills it with SIGKILL at a random point, restarts it on the same

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/plazahq/plaza/internal/fakeclock"
+	"github.com/plazahq/plaza/internal/testwait"
 	"github.com/plazahq/plaza/pubsub"
 )
 
@@ -19,25 +19,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// waitTimeout bounds every wait for something that should happen: a
-// deadlock guard, generous enough for a loaded machine, not a measurement.
-const waitTimeout = 20 * time.Second
+// waitTimeout bounds every wait for something that should happen.
+const waitTimeout = testwait.Timeout
 
-// waitGroup waits for wg; it fails the test, naming what it waited for, when
-// that takes longer than waitTimeout.
-func waitGroup(tb testing.TB, wg *sync.WaitGroup, what string) {
-	tb.Helper()
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(waitTimeout):
-		tb.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-	}
-}
+// waitGroup waits for wg, failing the test when that takes longer than
+// waitTimeout.
+var waitGroup = testwait.Group
 
 // t0 is where fake clocks start.
 var t0 = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)

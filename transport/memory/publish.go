@@ -145,16 +145,8 @@ func (h *Hub) publish(ctx context.Context, c *conn, req *pubsub.PublishRequest) 
 			return pubsub.Message{}, h.rateLimited(req.Topic, wait)
 		}
 	}
-	m := &pubsub.Message{
-		ID:        h.ids.Next(now),
-		Topic:     req.Topic,
-		From:      c.id,
-		To:        req.To,
-		Payload:   req.Payload,
-		Metadata:  req.Metadata,
-		Timestamp: now.UTC(),
-		Persisted: !req.NoPersist,
-	}
+	msg := h.newMessage(c, req, now)
+	m := &msg
 	if h.pipe != nil && (m.Persisted || t.inflight > 0) {
 		return h.publishChained(ctx, c, t, m, key, now)
 	}
@@ -343,4 +335,19 @@ func (h *Hub) maybeSweep(r *room, now time.Time) {
 		}
 		return true
 	})
+}
+
+// newMessage builds the message c publishes with req at now, under the
+// next id; publish and publishBroker both send what it returns.
+func (h *Hub) newMessage(c *conn, req *pubsub.PublishRequest, now time.Time) pubsub.Message {
+	return pubsub.Message{
+		ID:        h.ids.Next(now),
+		Topic:     req.Topic,
+		From:      c.id,
+		To:        req.To,
+		Payload:   req.Payload,
+		Metadata:  req.Metadata,
+		Timestamp: now.UTC(),
+		Persisted: !req.NoPersist,
+	}
 }
