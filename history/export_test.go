@@ -1,8 +1,10 @@
 package history
 
 import (
+	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -44,7 +46,26 @@ func (s *Bolt) Checkpoint() error {
 	s.forced = append(s.forced, ch)
 	s.mu.Unlock()
 	s.signal()
-	return <-ch
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(hookTimeout):
+		return fmt.Errorf("history: the forced checkpoint did not finish within %v", hookTimeout)
+	}
+}
+
+// hookTimeout bounds the waits of the test hooks, so that a stuck store fails
+// its test rather than hang the suite.
+const hookTimeout = 20 * time.Second
+
+// awaitStop waits for ch to close, at most hookTimeout, and panics (failing
+// the test) when it does not.
+func awaitStop(ch <-chan struct{}, what string) {
+	select {
+	case <-ch:
+	case <-time.After(hookTimeout):
+		panic(fmt.Sprintf("history: %s did not stop within %v", what, hookTimeout))
+	}
 }
 
 // Crash stops s as a crash after its last confirmed append would: without
@@ -55,8 +76,8 @@ func (s *Bolt) Crash() {
 	s.closed, s.abandon = true, true
 	s.mu.Unlock()
 	s.signal()
-	<-s.stopped
-	<-s.ckStopped
+	awaitStop(s.stopped, "the log writer")
+	awaitStop(s.ckStopped, "the checkpointer")
 	for _, seg := range s.segs {
 		seg.f.Close()
 	}
