@@ -50,6 +50,15 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(perr.Code), "message": perr.Message}})
 }
 
+// reply writes err if there is one, else v with status.
+func reply(w http.ResponseWriter, status int, v any, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, status, v)
+}
+
 // auth verifies the request's token and that it allows action on the
 // collection of the path (the topic of that name in the room
 // "collections"): reads ask for pubsub.ActionSubscribe, as the WebSocket
@@ -94,11 +103,7 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := a.store.Create(r.Context(), r.PathValue("collection"), fields)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, rec)
+	reply(w, http.StatusCreated, rec, err)
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
@@ -115,11 +120,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	recs, err := a.store.List(r.PathValue("collection"), limit)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": recs})
+	reply(w, http.StatusOK, map[string]any{"items": recs}, err)
 }
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
@@ -127,11 +128,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := a.store.Get(r.PathValue("collection"), r.PathValue("id"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rec)
+	reply(w, http.StatusOK, rec, err)
 }
 
 func (a *api) update(w http.ResponseWriter, r *http.Request) {
@@ -144,11 +141,7 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := a.store.Update(r.Context(), r.PathValue("collection"), r.PathValue("id"), fields)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rec)
+	reply(w, http.StatusOK, rec, err)
 }
 
 func (a *api) remove(w http.ResponseWriter, r *http.Request) {
@@ -156,9 +149,5 @@ func (a *api) remove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := a.store.Delete(r.Context(), r.PathValue("collection"), r.PathValue("id"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rec)
+	reply(w, http.StatusOK, rec, err)
 }

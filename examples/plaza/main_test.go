@@ -226,7 +226,11 @@ func inTerminal(t *testing.T, env []string, args ...string) *terminal {
 			term.cmd.Wait()
 		}
 		tty.Close()
-		<-term.done
+		select {
+		case <-term.done:
+		case <-time.After(waitTimeout):
+			t.Errorf("the terminal reader did not end within %v of closing the tty", waitTimeout)
+		}
 	})
 	return term
 }
@@ -460,7 +464,13 @@ func newProxy(t *testing.T, target string) *proxy {
 	t.Cleanup(func() {
 		l.Close()
 		p.cut()
-		p.wg.Wait()
+		done := make(chan struct{})
+		go func() { p.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(waitTimeout):
+			t.Errorf("the proxy's goroutines did not end within %v of closing it", waitTimeout)
+		}
 	})
 	return p
 }

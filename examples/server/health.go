@@ -65,11 +65,11 @@ func (h *health) serveReadyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	results, ready := h.check(r.Context())
+	status, word := http.StatusOK, "ok"
 	if !ready {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "checks": results})
-		return
+		status, word = http.StatusServiceUnavailable, "unavailable"
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "checks": results})
+	writeJSON(w, status, map[string]any{"status": word, "checks": results})
 }
 
 // check runs the checks, or returns the last results when they are younger

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -156,9 +155,8 @@ func outcome(err error) string {
 	if err == nil {
 		return "OK"
 	}
-	var perr *pubsub.Error
-	if errors.As(err, &perr) && perr.Code != "" {
-		return string(perr.Code)
+	if code := pubsub.CodeOf(err); code != "" {
+		return string(code)
 	}
 	return string(pubsub.CodeInternal)
 }

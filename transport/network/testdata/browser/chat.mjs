@@ -6,28 +6,13 @@
 //
 // It prints one line per check and exits non-zero when any fails; with a
 // screenshot dir it saves alice.png and bob.png there.
-import { chromium } from "playwright-core";
+import { checks, launch } from "./launch.mjs";
 
 const [base, pubKey, subKey, shots] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const room = `chat-${process.pid}`;
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  timeout: 30000,
-});
-let failed = 0;
-const check = async (name, fn) => {
-  try {
-    const detail = await fn();
-    console.log(`ok   ${name}${detail ? ": " + detail : ""}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e && e.message ? e.message.split("\n")[0] : e}`);
-  }
-};
+const browser = await launch();
+const { check, fail, failed } = checks({ firstLine: true });
 
 // open joins the chat as name. Its WebSocket goes through a route the test
 // controls: page.cut() drops the connection and refuses new ones until
@@ -156,9 +141,8 @@ try {
     await bob.screenshot({ path: `${shots}/bob.png` });
   }
 } catch (e) {
-  failed++;
-  console.log(`FAIL ${e && e.stack ? e.stack : e}`);
+  fail(e);
 } finally {
   await browser.close();
 }
-process.exit(failed ? 1 : 0);
+process.exit(failed() ? 1 : 0);

@@ -7,30 +7,12 @@
 // It prints one line per check and exits non-zero when any fails. With
 // SCREENSHOT=<file.png> in the environment it saves a picture of the page,
 // its log full, at the end.
-import { chromium } from "playwright-core";
+import { checks, launchPersistent } from "./launch.mjs";
 
 const [base, pubKey, subKey, userDataDir] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath,
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-  timeout: 30000,
-});
-let failed = 0;
-const check = async (name, fn) => {
-  try {
-    const detail = await fn();
-    console.log(`ok   ${name}${detail ? ": " + detail : ""}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e && e.message ? e.message : e}`);
-  }
-};
+const context = await launchPersistent(userDataDir);
+const { check, failed } = checks();
 
 // publish posts a message as a backend would: from Node, with the key.
 async function publish(topic, message) {
@@ -264,5 +246,5 @@ try {
 } finally {
   await context.close();
 }
-console.log(failed ? `${failed} check(s) failed` : "all checks passed");
-process.exit(failed ? 1 : 0);
+console.log(failed() ? `${failed()} check(s) failed` : "all checks passed");
+process.exit(failed() ? 1 : 0);

@@ -5,31 +5,13 @@
 //   node plazajs.mjs <base URL> <control URL> <user data dir>
 //
 // It prints one line per check and exits non-zero when any fails.
-import { chromium } from "playwright-core";
+import { checks, launchPersistent } from "./launch.mjs";
 
 const [base, control, userDataDir] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const room = `browser-${process.pid}`;
 
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath,
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-  timeout: 30000,
-});
-let failed = 0;
-const check = async (name, fn) => {
-  try {
-    const detail = await fn();
-    console.log(`ok   ${name}${detail ? ": " + detail : ""}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e && e.message ? e.message : e}`);
-  }
-};
+const context = await launchPersistent(userDataDir);
+const { check, fail, failed } = checks();
 const post = async (path) => {
   const resp = await fetch(control + path, { method: "POST" });
   if (!resp.ok) throw new Error(`control ${path}: ${resp.status}`);
@@ -118,9 +100,8 @@ try {
   await alice.evaluate(() => window.room.leave());
   await bob.evaluate(() => window.room.leave());
 } catch (e) {
-  failed++;
-  console.log(`FAIL ${e && e.stack ? e.stack : e}`);
+  fail(e);
 } finally {
   await context.close();
 }
-process.exit(failed ? 1 : 0);
+process.exit(failed() ? 1 : 0);
